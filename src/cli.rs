@@ -1,0 +1,199 @@
+//! The command line: `serve`, `migrate`, `user create`, `audit verify|export`, `config check`.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::accounts::{self, email::Email, sessions::Role};
+use crate::app::{shutdown_signal, AppState, Application};
+use crate::audit::{self, ClientInfo};
+use crate::clock::SystemClock;
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Self-hosted authentication with correct two-factor authentication and account recovery."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Migrate the database, then serve HTTP until SIGTERM or Ctrl-C.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Check or export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an account (prompts for the password unless --password-stdin).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Make the account an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain; exits non-zero naming the first broken sequence number.
+    Verify,
+    /// Print every event.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it (secrets redacted).
+    Check,
+}
+
+/// Runs a command; the exit code is 0 on success.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("latchkey: configuration error: {error}");
+            return Ok(2);
+        }
+    };
+    for name in Config::unknown_variables() {
+        tracing::warn!(variable = %name, "unknown LATCHKEY_ variable (a typo?) is ignored");
+    }
+    match cli.command {
+        Command::Serve => {
+            let application = Application::build(config).await?;
+            let state = application.state();
+            let address = format!("{}", state.config.bind.ip());
+            tracing::info!(
+                url = %state.config.public_url,
+                listening = %format!("{}:{}", address, application.port()),
+                mail = %state.mail_transport.describe(),
+                "latchkey is ready"
+            );
+            println!(
+                "latchkey is serving at {} (listening on {}:{})",
+                state.config.public_url,
+                address,
+                application.port()
+            );
+            application.run_until_stopped(shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Migrate => {
+            let state = AppState::build(config, Arc::new(SystemClock)).await?;
+            println!("database is up to date");
+            state.store.close().await;
+            Ok(0)
+        }
+        Command::User(UserCommand::Create {
+            email,
+            admin,
+            password_stdin,
+        }) => {
+            let state = AppState::build(config, Arc::new(SystemClock)).await?;
+            let email = Email::parse(&email).map_err(|error| anyhow::anyhow!("{error}"))?;
+            let password = read_password(password_stdin)?;
+            let password = accounts::password_policy::parse(&password).map_err(|error| anyhow::anyhow!("{error}"))?;
+            let role = if admin { Role::Admin } else { Role::User };
+            match accounts::create_user(&state, &ClientInfo::cli(), &email, password.expose(), role, Some("cli")).await
+            {
+                Ok(id) => {
+                    println!("created {} {} ({id})", role.as_str(), email);
+                    Ok(0)
+                }
+                Err(accounts::AccountError::EmailTaken) => bail!("an account with this email already exists"),
+                Err(error) => Err(anyhow::anyhow!("{error}")),
+            }
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let state = AppState::build(config, Arc::new(SystemClock)).await?;
+            let verification = audit::verify(&state.store).await?;
+            match verification.first_broken {
+                None => {
+                    println!("audit log intact: {} events", verification.events);
+                    Ok(0)
+                }
+                Some(seq) => {
+                    println!(
+                        "audit log BROKEN at sequence number {seq} ({} events verified before it)",
+                        verification.events
+                    );
+                    Ok(1)
+                }
+            }
+        }
+        Command::Audit(AuditCommand::Export {
+            format: ExportFormat::Jsonl,
+        }) => {
+            let state = AppState::build(config, Arc::new(SystemClock)).await?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let mut after = 0;
+            loop {
+                let (events, next) = audit::page(&state.store, None, after, 1000).await?;
+                for event in &events {
+                    writeln!(out, "{}", serde_json::to_string(event)?)?;
+                }
+                match next {
+                    Some(next) => after = next,
+                    None => break,
+                }
+            }
+            Ok(0)
+        }
+        Command::Config(ConfigCommand::Check) => {
+            println!("configuration is valid:\n{config:#?}");
+            Ok(0)
+        }
+    }
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if !from_stdin {
+        eprint!("Password: ");
+        std::io::stderr().flush().ok();
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    if password.is_empty() {
+        bail!("no password given");
+    }
+    Ok(password.to_string())
+}

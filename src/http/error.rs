@@ -1,0 +1,198 @@
+//! The one place where service errors become HTTP statuses and `{"error", "message"}` bodies.
+//! Unexpected errors are logged (with the request id from the span) and answered generically:
+//! a database error's text never reaches a client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use crate::accounts::AccountError;
+use crate::twofactor::challenge::ChallengeError;
+use crate::twofactor::enrollment::EnrollmentError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<i64>,
+    /// Extra fields beside `error` and `message` (e.g. `completes_at`).
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            extra: Map::new(),
+        }
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "Nothing here.")
+    }
+
+    pub fn unauthenticated() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Sign in first.")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn reauth_required() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reauth_required",
+            "Confirm it's you (POST /api/v1/me/reauth), then try again.",
+        )
+    }
+
+    pub fn mfa_enrollment_required() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "mfa_enrollment_required",
+            "Set up a second factor first; this session may only enroll one.",
+        )
+    }
+
+    pub fn rate_limited(retry_after: i64, message: impl Into<String>) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after.max(1)),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
+        self.extra.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// An error nobody planned for: logged in full, answered without detail. A database that
+    /// cannot be reached answers 503 so clients and load balancers can retry elsewhere.
+    pub fn internal(error: anyhow::Error) -> ApiError {
+        let unavailable = error.chain().any(|cause| {
+            cause.downcast_ref::<sqlx::Error>().is_some_and(|e| {
+                matches!(
+                    e,
+                    sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+                )
+            })
+        });
+        if unavailable {
+            tracing::error!(error = format!("{error:#}"), "database unavailable");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "The service is briefly unavailable. Try again.",
+            )
+            .retry(5);
+        }
+        tracing::error!(error = format!("{error:#}"), "unexpected error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side. Try again.",
+        )
+    }
+
+    fn retry(mut self, seconds: i64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert("error".into(), json!(self.code));
+        body.insert("message".into(), json!(self.message));
+        if let Some(seconds) = self.retry_after {
+            body.insert("retry_after".into(), json!(seconds));
+        }
+        body.extend(self.extra);
+        let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
+        if let Some(seconds) = self.retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        ApiError::internal(error)
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        let message = error.to_string();
+        match error {
+            AccountError::SignupDisabled => ApiError::new(StatusCode::FORBIDDEN, "signup_disabled", message),
+            AccountError::InvalidEmail => ApiError::new(StatusCode::BAD_REQUEST, "invalid_email", message),
+            AccountError::WeakPassword(_) => ApiError::new(StatusCode::BAD_REQUEST, "weak_password", message),
+            AccountError::EmailTaken => ApiError::new(StatusCode::CONFLICT, "email_taken", message),
+            AccountError::InvalidCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message),
+            AccountError::InvalidCode => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", message),
+            AccountError::CodeAlreadyUsed => ApiError::new(StatusCode::UNAUTHORIZED, "code_already_used", message),
+            AccountError::RateLimited { retry_after } => ApiError::rate_limited(retry_after, message),
+            AccountError::Locked => {
+                ApiError::rate_limited(crate::accounts::throttle::MAX_DELAY_SECONDS, message).with("locked", true)
+            }
+            AccountError::ReauthRequired => ApiError::reauth_required(),
+            AccountError::SessionNotFound => ApiError::not_found(),
+            AccountError::Internal(error) => ApiError::internal(error),
+        }
+    }
+}
+
+impl From<ChallengeError> for ApiError {
+    fn from(error: ChallengeError) -> Self {
+        let message = error.to_string();
+        match error {
+            ChallengeError::Expired => ApiError::new(StatusCode::UNAUTHORIZED, "challenge_expired", message),
+            ChallengeError::InvalidCode => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", message),
+            ChallengeError::CodeAlreadyUsed => ApiError::new(StatusCode::UNAUTHORIZED, "code_already_used", message),
+            ChallengeError::RateLimited { retry_after } => ApiError::rate_limited(retry_after, message),
+            ChallengeError::Locked => {
+                ApiError::rate_limited(crate::accounts::throttle::MAX_DELAY_SECONDS, message).with("locked", true)
+            }
+            ChallengeError::Internal(error) => ApiError::internal(error),
+        }
+    }
+}
+
+impl From<EnrollmentError> for ApiError {
+    fn from(error: EnrollmentError) -> Self {
+        let message = error.to_string();
+        match error {
+            EnrollmentError::ReauthRequired => ApiError::reauth_required(),
+            EnrollmentError::NoPendingSetup => ApiError::new(StatusCode::CONFLICT, "no_pending_setup", message),
+            // 400 here, not 401: the session is already authenticated (API.md).
+            EnrollmentError::InvalidCode => ApiError::new(StatusCode::BAD_REQUEST, "invalid_code", message),
+            EnrollmentError::SecondFactorInvalid => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", message),
+            EnrollmentError::CodeAlreadyUsed => ApiError::new(StatusCode::UNAUTHORIZED, "code_already_used", message),
+            EnrollmentError::TwoFactorDisabled => ApiError::new(StatusCode::CONFLICT, "two_factor_disabled", message),
+            EnrollmentError::TwoFactorRequired => ApiError::new(StatusCode::FORBIDDEN, "two_factor_required", message),
+            EnrollmentError::RateLimited { retry_after } => ApiError::rate_limited(retry_after, message),
+            EnrollmentError::Internal(error) => ApiError::internal(error),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn with_status(mut self, status: StatusCode) -> ApiError {
+        self.status = status;
+        self
+    }
+}

@@ -1,0 +1,93 @@
+use sqlx::AnyConnection;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: i64,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub actor_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: String,
+    pub hash: String,
+}
+
+const COLUMNS: &str = "seq, at, kind, user_id, actor_id, ip, user_agent, detail, hash";
+
+/// Takes the next sequence number and the previous hash. The UPDATE locks the head row until the
+/// transaction ends, so concurrent appenders line up behind each other.
+pub async fn advance_head(conn: &mut AnyConnection) -> sqlx::Result<(i64, String)> {
+    sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn append(conn: &mut AnyConnection, event: &AuditRow) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
+    .bind(event.seq)
+    .bind(event.at)
+    .bind(&event.kind)
+    .bind(&event.user_id)
+    .bind(&event.actor_id)
+    .bind(&event.ip)
+    .bind(&event.user_agent)
+    .bind(&event.detail)
+    .bind(&event.hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&event.hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Events after `after` in order, optionally only those about one user.
+pub async fn page(
+    conn: &mut AnyConnection,
+    user_id: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditRow>> {
+    match user_id {
+        Some(user_id) => {
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM audit_events WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            ))
+            .bind(user_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(conn)
+            .await
+        }
+        None => {
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(conn)
+            .await
+        }
+    }
+}
+
+/// The newest events about one user, newest first.
+pub async fn recent_for_user(conn: &mut AnyConnection, user_id: &str, limit: i64) -> sqlx::Result<Vec<AuditRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM audit_events WHERE user_id = $1 ORDER BY seq DESC LIMIT $2"
+    ))
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn head(conn: &mut AnyConnection) -> sqlx::Result<(i64, String)> {
+    sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(conn)
+        .await
+}

@@ -1,0 +1,59 @@
+use sqlx::AnyConnection;
+
+#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
+pub struct ThrottleRow {
+    pub failures: i64,
+    pub retry_at: i64,
+    pub locked: i64,
+}
+
+pub async fn get(conn: &mut AnyConnection, subject: &str, kind: &str) -> sqlx::Result<ThrottleRow> {
+    let row: Option<ThrottleRow> =
+        sqlx::query_as("SELECT failures, retry_at, locked FROM throttles WHERE subject = $1 AND kind = $2")
+            .bind(subject)
+            .bind(kind)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.unwrap_or_default())
+}
+
+/// Counts one more consecutive failure atomically and answers the new count, so failures from
+/// several requests or instances all count.
+pub async fn add_failure(conn: &mut AnyConnection, subject: &str, kind: &str) -> sqlx::Result<i64> {
+    let (failures,): (i64,) = sqlx::query_as(
+        "INSERT INTO throttles (subject, kind, failures, retry_at, locked) VALUES ($1, $2, 1, 0, 0)
+         ON CONFLICT (subject, kind) DO UPDATE SET failures = throttles.failures + 1
+         RETURNING failures",
+    )
+    .bind(subject)
+    .bind(kind)
+    .fetch_one(conn)
+    .await?;
+    Ok(failures)
+}
+
+pub async fn set_retry(
+    conn: &mut AnyConnection,
+    subject: &str,
+    kind: &str,
+    retry_at: i64,
+    locked: bool,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE throttles SET retry_at = $1, locked = $2 WHERE subject = $3 AND kind = $4")
+        .bind(retry_at)
+        .bind(i64::from(locked))
+        .bind(subject)
+        .bind(kind)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn reset(conn: &mut AnyConnection, subject: &str, kind: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM throttles WHERE subject = $1 AND kind = $2")
+        .bind(subject)
+        .bind(kind)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! The second step of login: a short-lived, single-use challenge issued after the password, which
+//! a TOTP code, a backup code or (later) a passkey turns into a session.
+
+use serde_json::json;
+
+use crate::accounts::sessions::{self, IssuedSession, SessionState};
+use crate::accounts::throttle::{self, Blocked};
+use crate::app::AppState;
+use crate::audit::{self, ClientInfo, Event};
+use crate::crypto::random_token;
+use crate::mail::{self, notices};
+use crate::store::{self, two_factor as rows};
+use crate::twofactor::{verify_second_factor, CodeError, FactorUsed, SecondFactor};
+
+pub const LIFETIME_SECONDS: i64 = 300;
+/// The fifth wrong code still answers `invalid_code`; the challenge is dead after it.
+pub const MAX_FAILURES: i64 = 5;
+
+pub struct Challenge {
+    pub token: String,
+    pub methods: Vec<&'static str>,
+    pub expires_at: i64,
+}
+
+pub async fn create(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    user_id: &str,
+    methods: Vec<&'static str>,
+    client: &ClientInfo,
+    now: i64,
+) -> anyhow::Result<Challenge> {
+    let token = random_token();
+    let expires_at = now + LIFETIME_SECONDS;
+    let id = uuid::Uuid::new_v4().to_string();
+    rows::insert_challenge(
+        conn,
+        &id,
+        &state.keys.token_hash(&token),
+        user_id,
+        now,
+        expires_at,
+        client.ip.as_deref(),
+        client.user_agent.as_deref(),
+    )
+    .await?;
+    Ok(Challenge {
+        token,
+        methods,
+        expires_at,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChallengeError {
+    #[error("This sign-in has expired. Start again with your password.")]
+    Expired,
+    #[error("That code is not right.")]
+    InvalidCode,
+    #[error("That code was already used. Wait for the next one.")]
+    CodeAlreadyUsed,
+    #[error("Too many attempts. Try again in {retry_after} seconds.")]
+    RateLimited { retry_after: i64 },
+    #[error(
+        "Second-factor sign-in is locked after too many wrong codes. Recover the account, or ask an administrator."
+    )]
+    Locked,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ChallengeError {
+    fn from(error: sqlx::Error) -> Self {
+        ChallengeError::Internal(error.into())
+    }
+}
+
+impl From<Blocked> for ChallengeError {
+    fn from(blocked: Blocked) -> Self {
+        match blocked {
+            Blocked::Wait(seconds) => ChallengeError::RateLimited {
+                retry_after: seconds.max(1),
+            },
+            Blocked::Locked => ChallengeError::Locked,
+        }
+    }
+}
+
+pub struct LoginCompleted {
+    pub session: IssuedSession,
+    pub backup_codes_remaining: i64,
+    pub backup_codes_low: bool,
+}
+
+/// Completes a login with a second factor.
+pub async fn complete(
+    state: &AppState,
+    client: &ClientInfo,
+    token: &str,
+    factor: &SecondFactor,
+) -> Result<LoginCompleted, ChallengeError> {
+    let now = state.clock.unix();
+    state
+        .ip_limiter
+        .check(client, now)
+        .map_err(|retry_after| ChallengeError::RateLimited { retry_after })?;
+    let mut tx = state.store.begin().await?;
+    let challenge = rows::find_challenge(&mut tx, &state.keys.token_hash(token)).await?;
+    let Some(challenge) = challenge.filter(|c| c.used_at.is_none() && c.expires_at > now && c.failures < MAX_FAILURES)
+    else {
+        drop(tx);
+        state.ip_limiter.record_failure(client, now);
+        return Err(ChallengeError::Expired);
+    };
+    throttle::check(&mut tx, &challenge.user_id, throttle::Kind::SecondFactor, now).await??;
+    let user = store::users::find_by_id(&mut tx, &challenge.user_id)
+        .await?
+        .ok_or(ChallengeError::Expired)?;
+
+    let used = match verify_second_factor(&mut tx, state, &user.id, &user.email, factor, client, now).await? {
+        Ok(used) => used,
+        Err(code_error) => {
+            record_failure(
+                &mut tx,
+                state,
+                client,
+                &user.id,
+                &user.email,
+                &challenge.id,
+                factor.method(),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            state.wake_mailer();
+            return Err(match code_error {
+                CodeError::Invalid => ChallengeError::InvalidCode,
+                CodeError::AlreadyUsed => ChallengeError::CodeAlreadyUsed,
+            });
+        }
+    };
+    if !rows::consume_challenge(&mut tx, &challenge.id, now, MAX_FAILURES).await? {
+        // Another request completed this challenge first; this one changes nothing.
+        return Err(ChallengeError::Expired);
+    }
+    throttle::reset(&mut tx, &user.id, throttle::Kind::SecondFactor).await?;
+    crate::recovery::cancel_pending_after_login(&mut tx, state, &user.id, &user.email, client, now).await?;
+    let session = sessions::issue(&mut tx, state, &user.id, SessionState::Full, client, now).await?;
+    let event = Event::by_user("mfa_succeeded", &user.id).with_detail(json!({"method": factor.method()}));
+    audit::record(&mut tx, now, client, event).await?;
+    let event = Event::by_user("login_succeeded", &user.id)
+        .with_detail(json!({"session_state": "full", "second_factor": factor.method()}));
+    audit::record(&mut tx, now, client, event).await?;
+    let backup_codes_remaining = match used {
+        FactorUsed::BackupCode { remaining } => remaining,
+        FactorUsed::Totp => rows::remaining_backup_codes(&mut tx, &user.id).await?,
+    };
+    tx.commit().await?;
+    state.wake_mailer();
+    metrics::counter!("latchkey_logins_total", "outcome" => "mfa_succeeded").increment(1);
+    Ok(LoginCompleted {
+        session,
+        backup_codes_remaining,
+        backup_codes_low: used.backup_codes_low(),
+    })
+}
+
+/// Counts a wrong code against the challenge, the account and the client, and tells the user when
+/// someone who knows their password starts guessing codes.
+#[allow(clippy::too_many_arguments)]
+async fn record_failure(
+    tx: &mut store::Tx,
+    state: &AppState,
+    client: &ClientInfo,
+    user_id: &str,
+    email: &str,
+    challenge_id: &str,
+    method: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    state.ip_limiter.record_failure(client, now);
+    rows::add_challenge_failure(tx, challenge_id).await?;
+    let failure = throttle::record_failure(tx, user_id, throttle::Kind::SecondFactor, now).await?;
+    let event = Event::by_user("mfa_failed", user_id)
+        .with_detail(json!({"method": method, "consecutive_failures": failure.failures}));
+    audit::record(tx, now, client, event).await?;
+    if failure.started_throttling {
+        mail::queue(
+            tx,
+            &state.config,
+            &state.keys,
+            now,
+            email,
+            &notices::second_factor_guessing(state, now, client),
+        )
+        .await?;
+    }
+    if failure.locked_now {
+        let event = Event::by_user("lockout", user_id).with_detail(json!({"consecutive_failures": failure.failures}));
+        audit::record(tx, now, client, event).await?;
+        mail::queue(
+            tx,
+            &state.config,
+            &state.keys,
+            now,
+            email,
+            &notices::second_factor_locked(state, now, client),
+        )
+        .await?;
+    }
+    metrics::counter!("latchkey_logins_total", "outcome" => "mfa_failed").increment(1);
+    Ok(())
+}
