@@ -166,7 +166,8 @@ pub async fn complete(
 }
 
 /// Counts a wrong code against the challenge, the account and the client, and tells the user when
-/// someone who knows their password starts guessing codes.
+/// someone who knows their password starts guessing codes. A replayed code reveals nothing new
+/// (it was right once), so it counts against the challenge but is not a guess to throttle.
 #[allow(clippy::too_many_arguments)]
 async fn record_failure(
     tx: &mut store::Tx,
@@ -176,10 +177,16 @@ async fn record_failure(
     email: &str,
     challenge_id: &str,
     method: &str,
+    code_error: CodeError,
     now: i64,
 ) -> anyhow::Result<()> {
-    state.ip_limiter.record_failure(client, now);
     rows::add_challenge_failure(tx, challenge_id).await?;
+    if code_error == CodeError::AlreadyUsed {
+        let event = Event::by_user("mfa_failed", user_id).with_detail(json!({"method": method, "reason": "replay"}));
+        audit::record(tx, now, client, event).await?;
+        return Ok(());
+    }
+    state.ip_limiter.record_failure(client, now);
     let failure = throttle::record_failure(tx, user_id, throttle::Kind::SecondFactor, now).await?;
     let event = Event::by_user("mfa_failed", user_id)
         .with_detail(json!({"method": method, "consecutive_failures": failure.failures}));

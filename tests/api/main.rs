@@ -1,0 +1,9 @@
+//! One integration-test binary (many binaries make the suite slow to link): every module drives
+//! the real server over HTTP.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod accounts;
+mod audit_and_email;
+mod two_factor;
