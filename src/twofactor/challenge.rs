@@ -128,6 +128,7 @@ pub async fn complete(
                 &user.email,
                 &challenge.id,
                 factor.method(),
+                code_error,
                 now,
             )
             .await?;

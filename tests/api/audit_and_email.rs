@@ -36,7 +36,10 @@ pub async fn dump_database(app: &TestApp) -> Vec<u8> {
             .unwrap();
     let mut bytes = Vec::new();
     for (table,) in tables {
-        let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT t::text FROM {table} t")).fetch_all(&mut db).await.unwrap();
+        let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT t::text FROM {table} t"))
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
         for (row,) in rows {
             // bytea shows as hex: decode every \x… run back to bytes as well.
             for part in row.split("\\\\x").chain(row.split("\\x")) {
@@ -54,20 +57,49 @@ pub async fn dump_database(app: &TestApp) -> Vec<u8> {
 async fn audit_chain_verifies_and_detects_tampering(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.new_user("amy@example.com").await;
-    app.post("/api/v1/login", None, json!({"email": "amy@example.com", "password": "wrong password"})).await;
-    app.post("/api/v1/me/password", Some(&user.token), json!({"new_password": "a different passphrase"})).await.expect(204);
+    app.post(
+        "/api/v1/login",
+        None,
+        json!({"email": "amy@example.com", "password": "wrong password"}),
+    )
+    .await;
+    app.post(
+        "/api/v1/me/password",
+        Some(&user.token),
+        json!({"new_password": "a different passphrase"}),
+    )
+    .await
+    .expect(204);
     let verification = latchkey::audit::verify(&app.state.store).await.unwrap();
     assert_eq!(verification.first_broken, None);
     assert!(verification.events >= 4);
 
     let mut db = app.database().await;
-    sqlx::query("UPDATE audit_events SET detail = '{\"role\":\"admin\"}' WHERE seq = 1").execute(&mut db).await.unwrap();
-    assert_eq!(latchkey::audit::verify(&app.state.store).await.unwrap().first_broken, Some(1));
+    sqlx::query("UPDATE audit_events SET detail = '{\"role\":\"admin\"}' WHERE seq = 1")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(
+        latchkey::audit::verify(&app.state.store).await.unwrap().first_broken,
+        Some(1)
+    );
     // Put it back exactly, then delete a row in the middle.
-    sqlx::query("UPDATE audit_events SET detail = '{\"role\":\"user\"}' WHERE seq = 1").execute(&mut db).await.unwrap();
-    assert_eq!(latchkey::audit::verify(&app.state.store).await.unwrap().first_broken, None);
-    sqlx::query("DELETE FROM audit_events WHERE seq = 3").execute(&mut db).await.unwrap();
-    assert_eq!(latchkey::audit::verify(&app.state.store).await.unwrap().first_broken, Some(3));
+    sqlx::query("UPDATE audit_events SET detail = '{\"role\":\"user\"}' WHERE seq = 1")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(
+        latchkey::audit::verify(&app.state.store).await.unwrap().first_broken,
+        None
+    );
+    sqlx::query("DELETE FROM audit_events WHERE seq = 3")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(
+        latchkey::audit::verify(&app.state.store).await.unwrap().first_broken,
+        Some(3)
+    );
 }
 
 async fn concurrent_events_form_one_intact_chain(backend: Backend) {
@@ -75,9 +107,13 @@ async fn concurrent_events_form_one_intact_chain(backend: Backend) {
     let signups = (0..50).map(|index| {
         let app = &app;
         async move {
-            app.post("/api/v1/signup", None, json!({"email": format!("user{index}@example.com"), "password": PASSWORD}))
-                .await
-                .expect(201)
+            app.post(
+                "/api/v1/signup",
+                None,
+                json!({"email": format!("user{index}@example.com"), "password": PASSWORD}),
+            )
+            .await
+            .expect(201)
         }
     });
     futures::future::join_all(signups).await;
@@ -90,25 +126,47 @@ async fn admins_page_through_the_audit_log(backend: Backend) {
     let app = spawn_app(backend).await;
     let admin = app.new_admin("boss@example.com").await;
     let user = app.new_user("bea@example.com").await;
-    app.get("/api/v1/admin/audit", Some(&user.token)).await.expect_error(403, "forbidden");
-    app.get("/api/v1/admin/audit", None).await.expect_error(401, "unauthenticated");
-    let all = app.get("/api/v1/admin/audit?limit=2", Some(&admin.token)).await.expect(200);
+    app.get("/api/v1/admin/audit", Some(&user.token))
+        .await
+        .expect_error(403, "forbidden");
+    app.get("/api/v1/admin/audit", None)
+        .await
+        .expect_error(401, "unauthenticated");
+    let all = app
+        .get("/api/v1/admin/audit?limit=2", Some(&admin.token))
+        .await
+        .expect(200);
     let events = all.body["events"].as_array().unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0]["seq"], 1);
     let hash = events[0]["hash"].as_str().unwrap();
     assert!(hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     let next = all.body["next"].as_i64().unwrap();
-    let rest = app.get(&format!("/api/v1/admin/audit?after={next}"), Some(&admin.token)).await.expect(200);
+    let rest = app
+        .get(&format!("/api/v1/admin/audit?after={next}"), Some(&admin.token))
+        .await
+        .expect(200);
     assert!(rest.body["events"][0]["seq"].as_i64().unwrap() > next);
     assert!(rest.body["next"].is_null());
-    let about_bea = app.get(&format!("/api/v1/admin/audit?user_id={}", user.id), Some(&admin.token)).await.expect(200);
-    let kinds: Vec<&str> = about_bea.body["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let about_bea = app
+        .get(&format!("/api/v1/admin/audit?user_id={}", user.id), Some(&admin.token))
+        .await
+        .expect(200);
+    let kinds: Vec<&str> = about_bea.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["signup", "login_succeeded"]);
-    app.get("/api/v1/admin/audit?after=abc", Some(&admin.token)).await.expect_error(400, "invalid_request");
+    app.get("/api/v1/admin/audit?after=abc", Some(&admin.token))
+        .await
+        .expect_error(400, "invalid_request");
     // Admin endpoints need sudo.
     app.clock.advance(Duration::from_secs(601));
-    app.get("/api/v1/admin/audit", Some(&admin.token)).await.expect_error(403, "reauth_required");
+    app.get("/api/v1/admin/audit", Some(&admin.token))
+        .await
+        .expect_error(403, "reauth_required");
 }
 
 async fn users_see_their_own_activity(backend: Backend) {
@@ -122,9 +180,22 @@ async fn users_see_their_own_activity(backend: Backend) {
 }
 
 async fn emails_have_text_and_html_parts_and_public_links(backend: Backend) {
-    let app = spawn_app_with(backend, &[("LATCHKEY_PUBLIC_URL", "https://auth.example.com"), ("LATCHKEY_PRODUCT_NAME", "Acme Login")]).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("LATCHKEY_PUBLIC_URL", "https://auth.example.com"),
+            ("LATCHKEY_PRODUCT_NAME", "Acme Login"),
+        ],
+    )
+    .await;
     let user = app.new_user("dora@example.com").await;
-    app.post("/api/v1/me/password", Some(&user.token), json!({"new_password": "a different passphrase"})).await.expect(204);
+    app.post(
+        "/api/v1/me/password",
+        Some(&user.token),
+        json!({"new_password": "a different passphrase"}),
+    )
+    .await
+    .expect(204);
     let email = app.email_to("dora@example.com", "password was changed").await;
     assert_eq!(email.envelope_to, ["dora@example.com"]);
     assert!(email.subject.starts_with("[Acme Login]"));
@@ -132,7 +203,14 @@ async fn emails_have_text_and_html_parts_and_public_links(backend: Backend) {
     assert!(email.text.contains("Your password was changed"));
     assert!(email.html.contains("<h1"));
     assert!(email.text.contains("IP address: 127.0.0.1"));
-    assert!(email.links().iter().all(|link| link.starts_with("https://auth.example.com/")), "{:?}", email.links());
+    assert!(
+        email
+            .links()
+            .iter()
+            .all(|link| link.starts_with("https://auth.example.com/")),
+        "{:?}",
+        email.links()
+    );
     assert!(email.link_containing("/account").is_some());
 }
 
@@ -141,24 +219,39 @@ async fn an_email_queued_while_smtp_is_down_arrives_when_it_returns(backend: Bac
     let url = format!("smtp://127.0.0.1:{port}");
     let app = spawn_app_with(backend, &[("LATCHKEY_SMTP_URL", url.as_str())]).await;
     let user = app.new_user("eve@example.com").await;
-    app.post("/api/v1/me/password", Some(&user.token), json!({"new_password": "a different passphrase"})).await.expect(204);
+    app.post(
+        "/api/v1/me/password",
+        Some(&user.token),
+        json!({"new_password": "a different passphrase"}),
+    )
+    .await
+    .expect(204);
     // Let the sender fail at least once.
     let mut db = app.database().await;
     for _ in 0..100 {
-        let (attempts,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(attempts), 0) FROM outbox").fetch_one(&mut db).await.unwrap();
+        let (attempts,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(attempts), 0) FROM outbox")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
         if attempts > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let sink = SmtpSink::start_on(port).await.unwrap();
-    let email = sink.wait_for("the delayed email", |email| email.subject.contains("password was changed")).await;
+    let email = sink
+        .wait_for("the delayed email", |email| {
+            email.subject.contains("password was changed")
+        })
+        .await;
     assert!(email.is_to("eve@example.com"));
     // Delivered exactly once, and its body wiped from the outbox.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.emails_to("eve@example.com").len(), 1);
-    let (bodies,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE body IS NOT NULL").fetch_one(&mut db).await.unwrap();
+    let (bodies,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE body IS NOT NULL")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
     assert_eq!(bodies, 0);
 }
 
@@ -167,12 +260,22 @@ async fn audit_details_hold_no_secrets(backend: Backend) {
     let user = app.new_user("fay@example.com").await;
     let enrolled = app.enroll_totp(&user.token).await;
     let challenge = app.start_mfa_login("fay@example.com").await;
-    app.post("/api/v1/login/mfa", None, json!({"challenge_token": challenge, "method": "backup_code", "code": enrolled.backup_codes[0]}))
-        .await
-        .expect(200);
+    app.post(
+        "/api/v1/login/mfa",
+        None,
+        json!({"challenge_token": challenge, "method": "backup_code", "code": enrolled.backup_codes[0]}),
+    )
+    .await
+    .expect(200);
     let (events, _) = latchkey::audit::page(&app.state.store, None, 0, 1000).await.unwrap();
     let text = serde_json::to_string(&events).unwrap();
-    for secret in [PASSWORD, &user.token, &challenge, &enrolled.backup_codes[0], &enrolled.backup_codes[0].replace('-', "")] {
+    for secret in [
+        PASSWORD,
+        &user.token,
+        &challenge,
+        &enrolled.backup_codes[0],
+        &enrolled.backup_codes[0].replace('-', ""),
+    ] {
         assert!(!text.contains(secret), "audit log holds a secret");
     }
 }

@@ -45,7 +45,9 @@ macro_rules! on_both_databases {
 }
 
 pub fn postgres_url() -> Option<String> {
-    std::env::var("LATCHKEY_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty())
+    std::env::var("LATCHKEY_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
 }
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -78,8 +80,13 @@ pub async fn fresh_database(backend: Backend, data_dir: &std::path::Path) -> Str
             let admin_url = postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL");
             let name = format!("latchkey_test_{}", uuid::Uuid::new_v4().simple());
             sqlx::any::install_default_drivers();
-            let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.expect("connect to PostgreSQL");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
+            let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
             let mut url = url::Url::parse(&admin_url).expect("postgres url");
             url.set_path(&format!("/{name}"));
             url.to_string()
@@ -114,7 +121,9 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     }
     let config = Config::from_values(&values).expect("test configuration");
     let clock = Arc::new(ManualClock::new());
-    let application = Application::build_with_clock(config, clock.clone()).await.expect("build app");
+    let application = Application::build_with_clock(config, clock.clone())
+        .await
+        .expect("build app");
     let port = application.port();
     let state = application.state();
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -161,8 +170,17 @@ impl Reply {
 
     #[track_caller]
     pub fn expect_error(self, status: u16, code: &str) -> Reply {
-        assert_eq!((self.status.as_u16(), self.error()), (status, code), "body: {}", self.body);
-        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()), "error without message: {}", self.body);
+        assert_eq!(
+            (self.status.as_u16(), self.error()),
+            (status, code),
+            "body: {}",
+            self.body
+        );
+        assert!(
+            self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "error without message: {}",
+            self.body
+        );
         self
     }
 }
@@ -190,7 +208,11 @@ impl TestApp {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.expect("body");
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         Reply { status, headers, body }
     }
 
@@ -203,7 +225,13 @@ impl TestApp {
     }
 
     pub async fn post_raw(&self, path: &str, content_type: &str, body: &str) -> Reply {
-        self.send(self.client.post(self.url(path)).header("content-type", content_type).body(body.to_string())).await
+        self.send(
+            self.client
+                .post(self.url(path))
+                .header("content-type", content_type)
+                .body(body.to_string()),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
@@ -231,12 +259,16 @@ impl TestApp {
     }
 
     pub async fn signup(&self, email: &str) -> String {
-        let reply = self.post("/api/v1/signup", None, json!({"email": email, "password": PASSWORD})).await.expect(201);
+        let reply = self
+            .post("/api/v1/signup", None, json!({"email": email, "password": PASSWORD}))
+            .await
+            .expect(201);
         reply.body["user_id"].as_str().expect("user_id").to_string()
     }
 
     pub async fn login(&self, email: &str) -> Reply {
-        self.post("/api/v1/login", None, json!({"email": email, "password": PASSWORD})).await
+        self.post("/api/v1/login", None, json!({"email": email, "password": PASSWORD}))
+            .await
     }
 
     /// Signs up and logs in (single step: no 2FA yet).
@@ -244,7 +276,11 @@ impl TestApp {
         let id = self.signup(email).await;
         let reply = self.login(email).await.expect(200);
         assert_eq!(reply.body["status"], "authenticated");
-        User { email: email.to_string(), id, token: reply.body["session_token"].as_str().unwrap().to_string() }
+        User {
+            email: email.to_string(),
+            id,
+            token: reply.body["session_token"].as_str().unwrap().to_string(),
+        }
     }
 
     /// Creates an administrator directly through the service layer (as the CLI does).
@@ -261,7 +297,11 @@ impl TestApp {
         .await
         .expect("create admin");
         let reply = self.login(email).await.expect(200);
-        User { email: email.to_string(), id, token: reply.body["session_token"].as_str().unwrap_or_default().to_string() }
+        User {
+            email: email.to_string(),
+            id,
+            token: reply.body["session_token"].as_str().unwrap_or_default().to_string(),
+        }
     }
 
     /// The current TOTP code for a secret at the app's clock, `offset` steps away.
@@ -276,10 +316,16 @@ impl TestApp {
 
     /// Sets up and confirms TOTP for a signed-in user.
     pub async fn enroll_totp(&self, token: &str) -> Enrolled {
-        let setup = self.post("/api/v1/me/2fa/totp/setup", Some(token), json!({})).await.expect(200);
+        let setup = self
+            .post("/api/v1/me/2fa/totp/setup", Some(token), json!({}))
+            .await
+            .expect(200);
         let secret = totp::decode_secret_base32(setup.body["secret"].as_str().unwrap()).expect("base32 secret");
         let code = self.totp_code(&secret, 0);
-        let confirmed = self.post("/api/v1/me/2fa/totp/confirm", Some(token), json!({"code": code})).await.expect(200);
+        let confirmed = self
+            .post("/api/v1/me/2fa/totp/confirm", Some(token), json!({"code": code}))
+            .await
+            .expect(200);
         let backup_codes = confirmed.body["backup_codes"]
             .as_array()
             .map(|codes| codes.iter().map(|c| c.as_str().unwrap().to_string()).collect())
@@ -299,7 +345,11 @@ impl TestApp {
         let challenge = self.start_mfa_login(email).await;
         let code = self.totp_code(secret, 0);
         let reply = self
-            .post("/api/v1/login/mfa", None, json!({"challenge_token": challenge, "method": "totp", "code": code}))
+            .post(
+                "/api/v1/login/mfa",
+                None,
+                json!({"challenge_token": challenge, "method": "totp", "code": code}),
+            )
             .await
             .expect(200);
         self.next_step();
@@ -309,12 +359,18 @@ impl TestApp {
     /// A raw connection to the app's database, for tests that inspect or tamper with rows.
     pub async fn database(&self) -> sqlx::AnyConnection {
         sqlx::any::install_default_drivers();
-        <sqlx::AnyConnection as sqlx::Connection>::connect(&self.database_url).await.expect("connect to test database")
+        <sqlx::AnyConnection as sqlx::Connection>::connect(&self.database_url)
+            .await
+            .expect("connect to test database")
     }
 
     /// Emails to `recipient` whose subject contains `subject_part`, waiting for the first.
     pub async fn email_to(&self, recipient: &str, subject_part: &str) -> ReceivedEmail {
         let what = format!("email to {recipient} about {subject_part:?}");
-        self.smtp.wait_for(&what, |email| email.is_to(recipient) && email.subject.contains(subject_part)).await
+        self.smtp
+            .wait_for(&what, |email| {
+                email.is_to(recipient) && email.subject.contains(subject_part)
+            })
+            .await
     }
 }

@@ -110,9 +110,7 @@ fn first_body(mail: &ParsedMail<'_>, mimetype: &str) -> String {
     mail.parts()
         .filter(|part| part.subparts.is_empty())
         .filter(|part| part.ctype.mimetype.eq_ignore_ascii_case(mimetype))
-        .find(|part| {
-            part.get_content_disposition().disposition != mailparse::DispositionType::Attachment
-        })
+        .find(|part| part.get_content_disposition().disposition != mailparse::DispositionType::Attachment)
         .and_then(|part| part.get_body().ok())
         .map(|body| body.replace("\r\n", "\n"))
         .unwrap_or_default()
@@ -152,9 +150,7 @@ struct Shared {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking test thread must not make every later call panic too.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A running SMTP sink. Stop it with [`SmtpSink::stop`]; dropping it also
@@ -169,9 +165,7 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Start a sink on an ephemeral port of 127.0.0.1.
     pub async fn start() -> SmtpSink {
-        SmtpSink::start_on(0)
-            .await
-            .expect("smtp sink: cannot bind 127.0.0.1:0")
+        SmtpSink::start_on(0).await.expect("smtp sink: cannot bind 127.0.0.1:0")
     }
 
     /// Start a sink on the given port of 127.0.0.1 (0 = any free port).
@@ -268,15 +262,9 @@ impl SmtpSink {
     /// Wait (up to 15 seconds) until an email matching `predicate` has been
     /// received and return the first such email. Emails received before the
     /// call count. Panics, naming `what` and listing what did arrive, on timeout.
-    pub async fn wait_for<F: Fn(&ReceivedEmail) -> bool>(
-        &self,
-        what: &str,
-        predicate: F,
-    ) -> ReceivedEmail {
-        self.wait_until(what, |emails| {
-            emails.iter().find(|email| predicate(email)).cloned()
-        })
-        .await
+    pub async fn wait_for<F: Fn(&ReceivedEmail) -> bool>(&self, what: &str, predicate: F) -> ReceivedEmail {
+        self.wait_until(what, |emails| emails.iter().find(|email| predicate(email)).cloned())
+            .await
     }
 
     /// Wait (up to 15 seconds) until at least `count` emails to `recipient`
@@ -284,11 +272,7 @@ impl SmtpSink {
     pub async fn wait_for_count(&self, recipient: &str, count: usize) -> Vec<ReceivedEmail> {
         let what = format!("{count} email(s) to {recipient}");
         self.wait_until(&what, |emails| {
-            let matching: Vec<ReceivedEmail> = emails
-                .iter()
-                .filter(|email| email.is_to(recipient))
-                .cloned()
-                .collect();
+            let matching: Vec<ReceivedEmail> = emails.iter().filter(|email| email.is_to(recipient)).cloned().collect();
             (matching.len() >= count).then_some(matching)
         })
         .await
@@ -436,8 +420,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     async fn run(mut self) -> std::io::Result<()> {
-        self.reply("220 127.0.0.1 ESMTP latchkey test sink ready")
-            .await?;
+        self.reply("220 127.0.0.1 ESMTP latchkey test sink ready").await?;
         loop {
             let line = match self.read_line().await? {
                 Line::Complete(line) => line,
@@ -538,8 +521,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         if self.rcpt_to.is_empty() {
             return self.reply("554 5.5.1 No valid recipients").await;
         }
-        self.reply("354 Start mail input; end with <CRLF>.<CRLF>")
-            .await?;
+        self.reply("354 Start mail input; end with <CRLF>.<CRLF>").await?;
         let mut message = Vec::new();
         let mut too_big = false;
         loop {
