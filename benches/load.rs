@@ -28,16 +28,26 @@ impl Drop for Server {
 
 fn binary() -> PathBuf {
     std::env::var_os("LATCHKEY_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| "target".into());
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "target".into());
         target.join("release/latchkey")
     })
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-async fn start_server(database_url: Option<&str>, extra: &[(&str, &str)], dir: Option<tempfile::TempDir>) -> (Server, Duration) {
+async fn start_server(
+    database_url: Option<&str>,
+    extra: &[(&str, &str)],
+    dir: Option<tempfile::TempDir>,
+) -> (Server, Duration) {
     let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
     let port = free_port();
     let mut command = Command::new(binary());
@@ -56,7 +66,9 @@ async fn start_server(database_url: Option<&str>, extra: &[(&str, &str)], dir: O
         command.env(name, value);
     }
     let started = Instant::now();
-    let child = command.spawn().expect("start latchkey (run scripts/bench, which builds it)");
+    let child = command
+        .spawn()
+        .expect("start latchkey (run scripts/bench, which builds it)");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     loop {
@@ -65,7 +77,10 @@ async fn start_server(database_url: Option<&str>, extra: &[(&str, &str)], dir: O
                 break;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "server did not become ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not become ready"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     (Server { child, base, _dir: dir }, started.elapsed())
@@ -75,7 +90,10 @@ fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
-            status.lines().find(|line| line.starts_with("VmRSS:")).and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
 }
@@ -187,7 +205,12 @@ struct Row {
 
 fn row(rows: &mut Vec<Row>, what: &str, measured: String, reference: String, goal: &str) {
     println!("  {what}: {measured}   [{reference}]   goal: {goal}");
-    rows.push(Row { what: what.into(), measured, reference, goal: goal.into() });
+    rows.push(Row {
+        what: what.into(),
+        measured,
+        reference,
+        goal: goal.into(),
+    });
 }
 
 /// Password logins per second against the raw Argon2id rate, /healthz latency during the flood,
@@ -197,7 +220,13 @@ async fn password_logins(rows: &mut Vec<Row>) {
     let (server, _) = start_server(None, &[], None).await;
     let client = reqwest::Client::new();
     let base = server.base.clone();
-    post(&client, format!("{base}/api/v1/signup"), json!({"email": "bench@example.com", "password": PASSWORD}), None).await;
+    post(
+        &client,
+        format!("{base}/api/v1/signup"),
+        json!({"email": "bench@example.com", "password": PASSWORD}),
+        None,
+    )
+    .await;
     let pid = server.child.id();
     let idle_rss = rss_kib(pid);
 
@@ -207,9 +236,13 @@ async fn password_logins(rows: &mut Vec<Row>) {
     let login = move || {
         let (client, base) = (login_client.clone(), login_base.clone());
         async move {
-            let (status, _) =
-                post(&client, format!("{base}/api/v1/login"), json!({"email": "bench@example.com", "password": PASSWORD}), None)
-                    .await;
+            let (status, _) = post(
+                &client,
+                format!("{base}/api/v1/login"),
+                json!({"email": "bench@example.com", "password": PASSWORD}),
+                None,
+            )
+            .await;
             status == 200
         }
     };
@@ -238,10 +271,19 @@ async fn password_logins(rows: &mut Vec<Row>) {
         rows,
         "password logins/s vs raw Argon2id (m=19456,t=2,p=1)",
         format!("{logins_per_second:.1}/s"),
-        format!("raw {raw:.1}/s on {cores} threads, ratio {:.2}", logins_per_second / raw),
+        format!(
+            "raw {raw:.1}/s on {cores} threads, ratio {:.2}",
+            logins_per_second / raw
+        ),
         "ratio >= 0.85",
     );
-    row(rows, "/healthz p99 during a login flood", format!("{:.1} ms", p99.as_secs_f64() * 1000.0), format!("{} probes", latencies.len()), "<= 25 ms");
+    row(
+        rows,
+        "/healthz p99 during a login flood",
+        format!("{:.1} ms", p99.as_secs_f64() * 1000.0),
+        format!("{} probes", latencies.len()),
+        "<= 25 ms",
+    );
 
     // 200 connections at once.
     let peak = Arc::new(AtomicU64::new(0));
@@ -260,16 +302,26 @@ async fn password_logins(rows: &mut Vec<Row>) {
     let (elapsed, ok) = run_concurrently(400, 200, move |_| {
         let (client, base) = (flood_client.clone(), flood_base.clone());
         async move {
-            let (status, _) =
-                post(&client, format!("{base}/api/v1/login"), json!({"email": "bench@example.com", "password": PASSWORD}), None)
-                    .await;
+            let (status, _) = post(
+                &client,
+                format!("{base}/api/v1/login"),
+                json!({"email": "bench@example.com", "password": PASSWORD}),
+                None,
+            )
+            .await;
             status == 200
         }
     })
     .await;
     sampling.store(false, Ordering::Relaxed);
     sampler.await.unwrap();
-    row(rows, "resident memory idle", format!("{:.1} MiB", idle_rss as f64 / 1024.0), "after start and one sign-up".into(), "<= 40 MiB");
+    row(
+        rows,
+        "resident memory idle",
+        format!("{:.1} MiB", idle_rss as f64 / 1024.0),
+        "after start and one sign-up".into(),
+        "<= 40 MiB",
+    );
     row(
         rows,
         "resident memory peak, 200-connection login flood",
@@ -282,7 +334,12 @@ async fn password_logins(rows: &mut Vec<Row>) {
 /// Second-step TOTP logins per second (each writes the replay marker, a session and two audit
 /// events), next to the same server's /healthz rate.
 async fn totp_logins(rows: &mut Vec<Row>, label: &str, database_url: Option<String>) {
-    let (server, _) = start_server(database_url.as_deref(), &[("LATCHKEY_PASSWORD_HASH", "argon2id:m=1024,t=1,p=1")], None).await;
+    let (server, _) = start_server(
+        database_url.as_deref(),
+        &[("LATCHKEY_PASSWORD_HASH", "argon2id:m=1024,t=1,p=1")],
+        None,
+    )
+    .await;
     let base = server.base.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
     let users = 2000;
@@ -294,14 +351,39 @@ async fn totp_logins(rows: &mut Vec<Row>, label: &str, database_url: Option<Stri
             let (client, base, secrets) = (client.clone(), base.clone(), secrets.clone());
             async move {
                 let email = format!("totp{index}@example.com");
-                post(&client, format!("{base}/api/v1/signup"), json!({"email": email, "password": PASSWORD}), None).await;
-                let (_, login) = post(&client, format!("{base}/api/v1/login"), json!({"email": email, "password": PASSWORD}), None).await;
+                post(
+                    &client,
+                    format!("{base}/api/v1/signup"),
+                    json!({"email": email, "password": PASSWORD}),
+                    None,
+                )
+                .await;
+                let (_, login) = post(
+                    &client,
+                    format!("{base}/api/v1/login"),
+                    json!({"email": email, "password": PASSWORD}),
+                    None,
+                )
+                .await;
                 let token = login["session_token"].as_str().unwrap_or_default().to_string();
-                let (_, setup) = post(&client, format!("{base}/api/v1/me/2fa/totp/setup"), json!({}), Some(&token)).await;
-                let secret = totp::decode_secret_base32(setup["secret"].as_str().unwrap_or_default()).unwrap_or_default();
+                let (_, setup) = post(
+                    &client,
+                    format!("{base}/api/v1/me/2fa/totp/setup"),
+                    json!({}),
+                    Some(&token),
+                )
+                .await;
+                let secret =
+                    totp::decode_secret_base32(setup["secret"].as_str().unwrap_or_default()).unwrap_or_default();
                 let now = chrono::Utc::now().timestamp();
                 let code = totp::code_for_step(&secret, totp::step_at(now));
-                let (status, _) = post(&client, format!("{base}/api/v1/me/2fa/totp/confirm"), json!({"code": code}), Some(&token)).await;
+                let (status, _) = post(
+                    &client,
+                    format!("{base}/api/v1/me/2fa/totp/confirm"),
+                    json!({"code": code}),
+                    Some(&token),
+                )
+                .await;
                 secrets.lock().unwrap()[index] = secret;
                 status == 200
             }
@@ -322,7 +404,13 @@ async fn totp_logins(rows: &mut Vec<Row>, label: &str, database_url: Option<Stri
             let (client, base, challenges) = (client.clone(), base.clone(), challenges.clone());
             async move {
                 let email = format!("totp{}@example.com", index % users);
-                let (_, login) = post(&client, format!("{base}/api/v1/login"), json!({"email": email, "password": PASSWORD}), None).await;
+                let (_, login) = post(
+                    &client,
+                    format!("{base}/api/v1/login"),
+                    json!({"email": email, "password": PASSWORD}),
+                    None,
+                )
+                .await;
                 challenges.lock().unwrap()[index] = login["challenge_token"].as_str().unwrap_or_default().to_string();
                 true
             }
@@ -334,7 +422,8 @@ async fn totp_logins(rows: &mut Vec<Row>, label: &str, database_url: Option<Stri
     let (elapsed, ok) = {
         let (client, base) = (client.clone(), base.clone());
         run_concurrently(logins, 32, move |index| {
-            let (client, base, challenges, secrets) = (client.clone(), base.clone(), challenges.clone(), secrets.clone());
+            let (client, base, challenges, secrets) =
+                (client.clone(), base.clone(), challenges.clone(), secrets.clone());
             async move {
                 // The first half uses the current step, the second half the next one.
                 let offset = (index / users) as i64;
@@ -359,7 +448,11 @@ async fn totp_logins(rows: &mut Vec<Row>, label: &str, database_url: Option<Stri
         &format!("TOTP second-step logins/s ({label})"),
         format!("{totp_rate:.0}/s ({ok}/{logins} ok)"),
         format!("/healthz {healthz_rate:.0}/s, ratio {:.2}", totp_rate / healthz_rate),
-        if label == "SQLite" { ">= 5000/s" } else { "beats Kanidm ~1700/s" },
+        if label == "SQLite" {
+            ">= 5000/s"
+        } else {
+            "beats Kanidm ~1700/s"
+        },
     );
 }
 
@@ -375,9 +468,14 @@ async fn lookups_scale(rows: &mut Vec<Row>) {
         let dir = tempfile::tempdir().unwrap();
         let mut values = std::collections::BTreeMap::new();
         values.insert("LATCHKEY_DATA_DIR".to_string(), dir.path().display().to_string());
-        values.insert("LATCHKEY_PASSWORD_HASH".to_string(), "argon2id:m=1024,t=1,p=1".to_string());
+        values.insert(
+            "LATCHKEY_PASSWORD_HASH".to_string(),
+            "argon2id:m=1024,t=1,p=1".to_string(),
+        );
         let config = latchkey::Config::from_values(&values).unwrap();
-        let state = latchkey::AppState::build(config, Arc::new(latchkey::clock::SystemClock)).await.unwrap();
+        let state = latchkey::AppState::build(config, Arc::new(latchkey::clock::SystemClock))
+            .await
+            .unwrap();
         let now = chrono::Utc::now().timestamp();
         // Fill the tables directly: users, 10 backup codes each, one session each.
         let mut codes_of_probe_users = Vec::new();
@@ -385,16 +483,23 @@ async fn lookups_scale(rows: &mut Vec<Row>) {
         let mut tx = state.store.begin().await.unwrap();
         for index in 0..users {
             let id = format!("user-{index}");
-            sqlx::query("INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, 'x', 'user', $3)")
-                .bind(&id)
-                .bind(format!("u{index}@example.com"))
-                .bind(now)
-                .execute(&mut *tx)
+            sqlx::query(
+                "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, 'x', 'user', $3)",
+            )
+            .bind(&id)
+            .bind(format!("u{index}@example.com"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            let codes = backup_codes::generate_set(&mut rand::rngs::OsRng);
+            let hashes: Vec<Vec<u8>> = codes
+                .iter()
+                .map(|code| state.keys.backup_code_hash(&id, code.canonical()))
+                .collect();
+            latchkey::store::two_factor::replace_backup_codes(&mut tx, &id, &hashes, now)
                 .await
                 .unwrap();
-            let codes = backup_codes::generate_set(&mut rand::rngs::OsRng);
-            let hashes: Vec<Vec<u8>> = codes.iter().map(|code| state.keys.backup_code_hash(&id, code.canonical())).collect();
-            latchkey::store::two_factor::replace_backup_codes(&mut tx, &id, &hashes, now).await.unwrap();
             let token = latchkey::crypto::random_token();
             let session = latchkey::store::sessions::SessionRow {
                 id: format!("session-{index}"),
@@ -407,7 +512,9 @@ async fn lookups_scale(rows: &mut Vec<Row>) {
                 user_agent: None,
                 ip: None,
             };
-            latchkey::store::sessions::insert(&mut tx, &state.keys.token_hash(&token), &session).await.unwrap();
+            latchkey::store::sessions::insert(&mut tx, &state.keys.token_hash(&token), &session)
+                .await
+                .unwrap();
             if index % (users / 100).max(1) == 0 {
                 codes_of_probe_users.push((id, codes));
                 session_tokens.push(token);
@@ -422,9 +529,17 @@ async fn lookups_scale(rows: &mut Vec<Row>) {
             for code in codes {
                 let mut tx = state.store.begin().await.unwrap();
                 let factor = SecondFactor::BackupCode(backup_codes::parse(&code.formatted()).unwrap());
-                let used = latchkey::twofactor::verify_second_factor(&mut tx, &state, id, "x@example.com", &factor, &client, now)
-                    .await
-                    .unwrap();
+                let used = latchkey::twofactor::verify_second_factor(
+                    &mut tx,
+                    &state,
+                    id,
+                    "x@example.com",
+                    &factor,
+                    &client,
+                    now,
+                )
+                .await
+                .unwrap();
                 assert!(used.is_ok());
                 drop(tx); // rolled back: measure the check, not the email queueing's commit
                 checks += 1;
@@ -446,14 +561,22 @@ async fn lookups_scale(rows: &mut Vec<Row>) {
     row(
         rows,
         "backup-code check, 100 vs 100,000 users",
-        format!("{:.0} µs vs {:.0} µs", small.1.as_secs_f64() * 1e6, large.1.as_secs_f64() * 1e6),
+        format!(
+            "{:.0} µs vs {:.0} µs",
+            small.1.as_secs_f64() * 1e6,
+            large.1.as_secs_f64() * 1e6
+        ),
         format!("ratio {:.2}", large.1.as_secs_f64() / small.1.as_secs_f64()),
         "ratio <= 1.5",
     );
     row(
         rows,
         "session-token check, 100 vs 100,000 users",
-        format!("{:.0} µs vs {:.0} µs", small.2.as_secs_f64() * 1e6, large.2.as_secs_f64() * 1e6),
+        format!(
+            "{:.0} µs vs {:.0} µs",
+            small.2.as_secs_f64() * 1e6,
+            large.2.as_secs_f64() * 1e6
+        ),
         format!("ratio {:.2}", large.2.as_secs_f64() / small.2.as_secs_f64()),
         "ratio <= 1.5",
     );
@@ -466,8 +589,13 @@ async fn startup(rows: &mut Vec<Row>) {
     let (first, cold) = start_server(None, &[], Some(dir)).await;
     let client = reqwest::Client::new();
     for index in 0..50 {
-        post(&client, format!("{}/api/v1/signup", first.base), json!({"email": format!("s{index}@example.com"), "password": PASSWORD}), None)
-            .await;
+        post(
+            &client,
+            format!("{}/api/v1/signup", first.base),
+            json!({"email": format!("s{index}@example.com"), "password": PASSWORD}),
+            None,
+        )
+        .await;
     }
     drop(first);
     let mut best = Duration::MAX;
@@ -493,23 +621,37 @@ async fn startup(rows: &mut Vec<Row>) {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let mut rows = Vec::new();
         let only = std::env::args().nth(1).filter(|arg| !arg.starts_with('-'));
         let wants = |name: &str| only.as_deref().is_none_or(|only| only == name);
-        println!("latchkey benchmarks ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+        println!(
+            "latchkey benchmarks ({} cores)",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        );
         if wants("totp") {
             totp_logins(&mut rows, "SQLite", None).await;
             if let Ok(admin_url) = std::env::var("LATCHKEY_TEST_POSTGRES_URL") {
                 let name = format!("latchkey_bench_{}", uuid::Uuid::new_v4().simple());
                 sqlx::any::install_default_drivers();
-                let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.unwrap();
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+                let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+                    .await
+                    .unwrap();
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
                 let mut url = url::Url::parse(&admin_url).unwrap();
                 url.set_path(&format!("/{name}"));
                 totp_logins(&mut rows, "PostgreSQL", Some(url.to_string())).await;
-                let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut admin).await;
+                let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
             }
         }
         if wants("lookups") {

@@ -178,27 +178,28 @@ pub struct ChallengeRow {
     pub used_at: Option<i64>,
 }
 
-pub async fn insert_challenge(
-    conn: &mut AnyConnection,
-    id: &str,
-    token_hash: &[u8],
-    user_id: &str,
-    now: i64,
-    expires_at: i64,
-    ip: Option<&str>,
-    user_agent: Option<&str>,
-) -> sqlx::Result<()> {
+pub struct NewChallenge<'a> {
+    pub id: &'a str,
+    pub token_hash: &'a [u8],
+    pub user_id: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+pub async fn insert_challenge(conn: &mut AnyConnection, challenge: &NewChallenge<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO login_challenges (id, token_hash, user_id, created_at, expires_at, failures, ip, user_agent)
          VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
     )
-    .bind(id)
-    .bind(token_hash)
-    .bind(user_id)
-    .bind(now)
-    .bind(expires_at)
-    .bind(ip)
-    .bind(user_agent)
+    .bind(challenge.id)
+    .bind(challenge.token_hash)
+    .bind(challenge.user_id)
+    .bind(challenge.created_at)
+    .bind(challenge.expires_at)
+    .bind(challenge.ip)
+    .bind(challenge.user_agent)
     .execute(conn)
     .await?;
     Ok(())

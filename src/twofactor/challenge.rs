@@ -33,17 +33,17 @@ pub async fn create(
     let token = random_token();
     let expires_at = now + LIFETIME_SECONDS;
     let id = uuid::Uuid::new_v4().to_string();
-    rows::insert_challenge(
-        conn,
-        &id,
-        &state.keys.token_hash(&token),
+    let token_hash = state.keys.token_hash(&token);
+    let challenge = rows::NewChallenge {
+        id: &id,
+        token_hash: &token_hash,
         user_id,
-        now,
+        created_at: now,
         expires_at,
-        client.ip.as_deref(),
-        client.user_agent.as_deref(),
-    )
-    .await?;
+        ip: client.ip.as_deref(),
+        user_agent: client.user_agent.as_deref(),
+    };
+    rows::insert_challenge(conn, &challenge).await?;
     Ok(Challenge {
         token,
         methods,

@@ -6,4 +6,6 @@ mod common;
 
 mod accounts;
 mod audit_and_email;
+mod cli;
+mod contract;
 mod two_factor;
