@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::accounts::AccountError;
 use crate::twofactor::challenge::ChallengeError;
 use crate::twofactor::enrollment::EnrollmentError;
+use crate::twofactor::webauthn::PasskeyError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -162,6 +163,8 @@ impl From<ChallengeError> for ApiError {
         match error {
             ChallengeError::Expired => ApiError::new(StatusCode::UNAUTHORIZED, "challenge_expired", message),
             ChallengeError::InvalidCode => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", message),
+            ChallengeError::InvalidCredential => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credential", message),
+            ChallengeError::NoSecurityKey => ApiError::new(StatusCode::CONFLICT, "no_security_key", message),
             ChallengeError::CodeAlreadyUsed => ApiError::new(StatusCode::UNAUTHORIZED, "code_already_used", message),
             ChallengeError::RateLimited { retry_after } => ApiError::rate_limited(retry_after, message),
             ChallengeError::Locked => {
@@ -186,6 +189,24 @@ impl From<EnrollmentError> for ApiError {
             EnrollmentError::TwoFactorRequired => ApiError::new(StatusCode::FORBIDDEN, "two_factor_required", message),
             EnrollmentError::RateLimited { retry_after } => ApiError::rate_limited(retry_after, message),
             EnrollmentError::Internal(error) => ApiError::internal(error),
+        }
+    }
+}
+
+impl From<PasskeyError> for ApiError {
+    fn from(error: PasskeyError) -> Self {
+        let message = error.to_string();
+        match error {
+            PasskeyError::ReauthRequired => ApiError::reauth_required(),
+            PasskeyError::InvalidName => ApiError::new(StatusCode::BAD_REQUEST, "invalid_name", message),
+            PasskeyError::TooManyKeys => ApiError::new(StatusCode::CONFLICT, "too_many_security_keys", message),
+            PasskeyError::NoPendingRegistration => ApiError::new(StatusCode::CONFLICT, "no_pending_setup", message),
+            PasskeyError::InvalidCredential => ApiError::new(StatusCode::BAD_REQUEST, "invalid_credential", message),
+            PasskeyError::AlreadyRegistered => ApiError::new(StatusCode::CONFLICT, "already_registered", message),
+            PasskeyError::NotFound => ApiError::not_found(),
+            PasskeyError::TwoFactorRequired => ApiError::new(StatusCode::FORBIDDEN, "two_factor_required", message),
+            PasskeyError::Unavailable => ApiError::new(StatusCode::CONFLICT, "webauthn_unavailable", message),
+            PasskeyError::Internal(error) => ApiError::internal(error),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod sessions;
 pub mod throttles;
 pub mod two_factor;
 pub mod users;
+pub mod webauthn;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The second step of login: a short-lived, single-use challenge issued after the password, which
-//! a TOTP code, a backup code or (later) a passkey turns into a session.
+//! a TOTP code, a backup code or a passkey (see `webauthn`) turns into a session.
 
 use serde_json::json;
 
@@ -57,6 +57,10 @@ pub enum ChallengeError {
     Expired,
     #[error("That code is not right.")]
     InvalidCode,
+    #[error("That security key was not accepted. Try again, or use another method.")]
+    InvalidCredential,
+    #[error("This account has no security key. Use another method.")]
+    NoSecurityKey,
     #[error("That code was already used. Wait for the next one.")]
     CodeAlreadyUsed,
     #[error("Too many attempts. Try again in {retry_after} seconds.")]
@@ -100,23 +104,11 @@ pub async fn complete(
     factor: &SecondFactor,
 ) -> Result<LoginCompleted, ChallengeError> {
     let now = state.clock.unix();
-    state
-        .ip_limiter
-        .check(client, now)
-        .map_err(|retry_after| ChallengeError::RateLimited { retry_after })?;
-    let mut tx = state.store.begin().await?;
-    let challenge = rows::find_challenge(&mut tx, &state.keys.token_hash(token)).await?;
-    let Some(challenge) = challenge.filter(|c| c.used_at.is_none() && c.expires_at > now && c.failures < MAX_FAILURES)
-    else {
-        drop(tx);
-        state.ip_limiter.record_failure(client, now);
-        return Err(ChallengeError::Expired);
-    };
-    throttle::check(&mut tx, &challenge.user_id, throttle::Kind::SecondFactor, now).await??;
-    let user = store::users::find_by_id(&mut tx, &challenge.user_id)
-        .await?
-        .ok_or(ChallengeError::Expired)?;
-
+    let OpenChallenge {
+        mut tx,
+        challenge,
+        user,
+    } = open(state, client, token, now).await?;
     let used = match verify_second_factor(&mut tx, state, &user.id, &user.email, factor, client, now).await? {
         Ok(used) => used,
         Err(code_error) => {
@@ -140,6 +132,71 @@ pub async fn complete(
             });
         }
     };
+    finish(
+        OpenChallenge { tx, challenge, user },
+        state,
+        client,
+        factor.method(),
+        used,
+        now,
+    )
+    .await
+}
+
+/// A live login challenge and its user, in the write transaction that will answer it.
+pub(crate) struct OpenChallenge {
+    pub tx: store::Tx,
+    pub challenge: rows::ChallengeRow,
+    pub user: store::users::UserRow,
+}
+
+/// Opens a challenge for one second-factor attempt: the client and the account must not be
+/// throttled, and the challenge must be unused, unexpired and not dead of failures.
+pub(crate) async fn open(
+    state: &AppState,
+    client: &ClientInfo,
+    token: &str,
+    now: i64,
+) -> Result<OpenChallenge, ChallengeError> {
+    state
+        .ip_limiter
+        .check(client, now)
+        .map_err(|retry_after| ChallengeError::RateLimited { retry_after })?;
+    let mut tx = state.store.begin().await?;
+    let challenge = rows::find_challenge(&mut tx, &state.keys.token_hash(token)).await?;
+    let Some(challenge) = challenge.filter(|c| is_live(c, now)) else {
+        drop(tx);
+        state.ip_limiter.record_failure(client, now);
+        return Err(ChallengeError::Expired);
+    };
+    throttle::check(&mut tx, &challenge.user_id, throttle::Kind::SecondFactor, now).await??;
+    let user = store::users::find_by_id(&mut tx, &challenge.user_id)
+        .await?
+        .ok_or(ChallengeError::Expired)?;
+    Ok(OpenChallenge { tx, challenge, user })
+}
+
+/// A challenge that may still be answered.
+pub(crate) fn is_live(challenge: &rows::ChallengeRow, now: i64) -> bool {
+    challenge.used_at.is_none() && challenge.expires_at > now && challenge.failures < MAX_FAILURES
+}
+
+/// The end of every successful second step, whatever the factor: uses the challenge up (one
+/// login per challenge), resets the throttle, cancels a pending recovery (the owner evidently
+/// still has a factor), issues the session, and audits it.
+pub(crate) async fn finish(
+    opened: OpenChallenge,
+    state: &AppState,
+    client: &ClientInfo,
+    method: &str,
+    used: FactorUsed,
+    now: i64,
+) -> Result<LoginCompleted, ChallengeError> {
+    let OpenChallenge {
+        mut tx,
+        challenge,
+        user,
+    } = opened;
     if !rows::consume_challenge(&mut tx, &challenge.id, now, MAX_FAILURES).await? {
         // Another request completed this challenge first; this one changes nothing.
         return Err(ChallengeError::Expired);
@@ -147,14 +204,14 @@ pub async fn complete(
     throttle::reset(&mut tx, &user.id, throttle::Kind::SecondFactor).await?;
     crate::recovery::cancel_pending_after_login(&mut tx, state, &user.id, &user.email, client, now).await?;
     let session = sessions::issue(&mut tx, state, &user.id, SessionState::Full, client, now).await?;
-    let event = Event::by_user("mfa_succeeded", &user.id).with_detail(json!({"method": factor.method()}));
+    let event = Event::by_user("mfa_succeeded", &user.id).with_detail(json!({"method": method}));
     audit::record(&mut tx, now, client, event).await?;
     let event = Event::by_user("login_succeeded", &user.id)
-        .with_detail(json!({"session_state": "full", "second_factor": factor.method()}));
+        .with_detail(json!({"session_state": "full", "second_factor": method}));
     audit::record(&mut tx, now, client, event).await?;
     let backup_codes_remaining = match used {
         FactorUsed::BackupCode { remaining } => remaining,
-        FactorUsed::Totp => rows::remaining_backup_codes(&mut tx, &user.id).await?,
+        FactorUsed::Totp | FactorUsed::Webauthn => rows::remaining_backup_codes(&mut tx, &user.id).await?,
     };
     tx.commit().await?;
     state.wake_mailer();
@@ -170,7 +227,7 @@ pub async fn complete(
 /// someone who knows their password starts guessing codes. A replayed code reveals nothing new
 /// (it was right once), so it counts against the challenge but is not a guess to throttle.
 #[allow(clippy::too_many_arguments)]
-async fn record_failure(
+pub(crate) async fn record_failure(
     tx: &mut store::Tx,
     state: &AppState,
     client: &ClientInfo,

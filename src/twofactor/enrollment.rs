@@ -71,7 +71,7 @@ pub struct TotpSetup {
 }
 
 /// Setting up a factor needs sudo, except in a session that exists only to enroll one.
-fn may_enroll(session: &CurrentSession, now: i64) -> bool {
+pub(crate) fn may_enroll(session: &CurrentSession, now: i64) -> bool {
     !session.is_full() || session.is_sudo(now)
 }
 
@@ -254,6 +254,8 @@ pub struct PasskeyView {
     pub id: String,
     pub name: String,
     pub created_at: String,
+    /// When the key last completed a sign-in; null before its first use.
+    pub last_used_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -274,7 +276,7 @@ pub async fn status(state: &AppState, session: &CurrentSession) -> Result<TwoFac
     Ok(TwoFactorStatus {
         enabled: !methods.is_empty(),
         totp: methods.contains(&"totp"),
-        webauthn: Vec::new(),
+        webauthn: twofactor::webauthn::list(&mut conn, &session.user_id).await?,
         backup_codes_remaining: rows::remaining_backup_codes(&mut conn, &session.user_id).await?,
         email_recovery_enabled: user.map(|u| u.email_recovery_enabled != 0).unwrap_or(true),
         required: state.config.require_2fa.requires(session.role == Role::Admin),

@@ -63,6 +63,7 @@ pub enum CodeError {
 pub enum FactorUsed {
     Totp,
     BackupCode { remaining: i64 },
+    Webauthn,
 }
 
 impl FactorUsed {

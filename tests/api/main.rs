@@ -9,3 +9,4 @@ mod audit_and_email;
 mod cli;
 mod contract;
 mod two_factor;
+mod webauthn;

@@ -84,6 +84,21 @@ impl LoginAnswer {
     }
 }
 
+impl LoginAnswer {
+    /// The answer to a completed second step, whatever the factor.
+    pub(crate) fn completed(completed: challenge::LoginCompleted) -> LoginAnswer {
+        let mut answer = LoginAnswer::authenticated(completed.session.token, completed.session.state.as_str());
+        answer.backup_codes_remaining = Some(completed.backup_codes_remaining);
+        if completed.backup_codes_low {
+            answer.warning = Some(format!(
+                "Only {} backup codes left: create a new set now (POST /api/v1/me/2fa/backup-codes/regenerate).",
+                completed.backup_codes_remaining
+            ));
+        }
+        answer
+    }
+}
+
 impl From<LoginOutcome> for LoginAnswer {
     fn from(outcome: LoginOutcome) -> LoginAnswer {
         match outcome {
@@ -137,15 +152,7 @@ pub async fn login_mfa(
 ) -> Result<Json<LoginAnswer>, ApiError> {
     let factor = parse_factor(&body.method, &body.code)?;
     let completed = challenge::complete(&state, &client, &body.challenge_token, &factor).await?;
-    let mut answer = LoginAnswer::authenticated(completed.session.token, completed.session.state.as_str());
-    answer.backup_codes_remaining = Some(completed.backup_codes_remaining);
-    if completed.backup_codes_low {
-        answer.warning = Some(format!(
-            "Only {} backup codes left: create a new set now (POST /api/v1/me/2fa/backup-codes/regenerate).",
-            completed.backup_codes_remaining
-        ));
-    }
-    Ok(Json(answer))
+    Ok(Json(LoginAnswer::completed(completed)))
 }
 
 #[utoipa::path(post, path = "/api/v1/logout", tag = "accounts", responses((status = 204), (status = 401, body = ErrorBody)))]

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod admin;
 pub mod ops;
 pub mod two_factor;
+pub mod webauthn;
 
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -31,6 +32,14 @@ pub fn routes() -> Router<AppState> {
             post(two_factor::regenerate_backup_codes),
         )
         .route("/api/v1/me/2fa/disable", post(two_factor::disable))
+        .route("/api/v1/me/2fa/webauthn/register/start", post(webauthn::register_start))
+        .route("/api/v1/me/2fa/webauthn/register/finish", post(webauthn::register_finish))
+        .route(
+            "/api/v1/me/2fa/webauthn/{id}",
+            delete(webauthn::remove).patch(webauthn::rename),
+        )
+        .route("/api/v1/login/webauthn/start", post(webauthn::login_start))
+        .route("/api/v1/login/webauthn/finish", post(webauthn::login_finish))
         .route("/api/v1/admin/audit", get(admin::audit_log))
         .route("/api/v1/verify", get(ops::verify))
         .route("/api/openapi.json", get(ops::openapi))
@@ -46,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         accounts::signup, accounts::login, accounts::login_mfa, accounts::logout, accounts::me, accounts::sessions,
         accounts::revoke_session, accounts::reauth, accounts::change_password, accounts::activity,
         two_factor::status, two_factor::totp_setup, two_factor::totp_confirm, two_factor::regenerate_backup_codes, two_factor::disable,
+        webauthn::register_start, webauthn::register_finish, webauthn::rename, webauthn::remove, webauthn::login_start, webauthn::login_finish,
         admin::audit_log, ops::verify, ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(accounts::ErrorBody)),
