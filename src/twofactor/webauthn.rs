@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, CredentialID, RegisterPublicKeyCredential, SecurityKey, SecurityKeyRegistration, Uuid,
-    Url, Webauthn, WebauthnBuilder,
+    CreationChallengeResponse, CredentialID, RegisterPublicKeyCredential, SecurityKey, SecurityKeyRegistration, Url,
+    Uuid, Webauthn, WebauthnBuilder,
 };
 
 use crate::accounts::sessions::{CurrentSession, Role, SessionState};
@@ -306,7 +306,8 @@ pub async fn rename(
     let row = rows::find_credential(&mut tx, &session.user_id, id)
         .await?
         .ok_or(PasskeyError::NotFound)?;
-    let event = Event::by_user("webauthn_renamed", &session.user_id).with_detail(json!({"credential": id, "name": name}));
+    let event =
+        Event::by_user("webauthn_renamed", &session.user_id).with_detail(json!({"credential": id, "name": name}));
     audit::record(&mut tx, now, client, event).await?;
     tx.commit().await?;
     Ok(view(&row))

@@ -28,7 +28,11 @@ const ORIGIN: &str = "http://localhost:8080";
 
 async fn register(app: &TestApp, token: &str, key: &mut SoftAuthenticator, name: &str) -> Reply {
     let options = app
-        .post("/api/v1/me/2fa/webauthn/register/start", Some(token), json!({"name": name}))
+        .post(
+            "/api/v1/me/2fa/webauthn/register/start",
+            Some(token),
+            json!({"name": name}),
+        )
         .await
         .expect(200);
     let credential = key.register(&options.body);
@@ -40,7 +44,11 @@ async fn register(app: &TestApp, token: &str, key: &mut SoftAuthenticator, name:
 async fn start_key_login(app: &TestApp, email: &str) -> (String, Value) {
     let challenge = app.start_mfa_login(email).await;
     let options = app
-        .post("/api/v1/login/webauthn/start", None, json!({"challenge_token": challenge}))
+        .post(
+            "/api/v1/login/webauthn/start",
+            None,
+            json!({"challenge_token": challenge}),
+        )
         .await
         .expect(200);
     (challenge, options.body)
@@ -109,9 +117,15 @@ async fn registering_the_first_key_turns_2fa_on_with_backup_codes(backend: Backe
         .await
         .expect(200);
     let public_key = &options.body["publicKey"];
-    assert_eq!(public_key["rp"]["id"], "localhost", "the relying party is the public URL's host");
+    assert_eq!(
+        public_key["rp"]["id"], "localhost",
+        "the relying party is the public URL's host"
+    );
     assert_eq!(public_key["user"]["name"], "kim@example.com");
-    assert!(public_key["challenge"].as_str().is_some_and(|c| c.len() >= 43), "a 256-bit challenge");
+    assert!(
+        public_key["challenge"].as_str().is_some_and(|c| c.len() >= 43),
+        "a 256-bit challenge"
+    );
     assert_eq!(public_key["excludeCredentials"], json!([]));
     // Nothing changes before the key answers.
     assert_eq!(app.login("kim@example.com").await.body["status"], "authenticated");
@@ -149,10 +163,17 @@ async fn registering_the_first_key_turns_2fa_on_with_backup_codes(backend: Backe
 
     // A second key: 2FA was already on, so no new codes; the first key is excluded.
     let options = app
-        .post("/api/v1/me/2fa/webauthn/register/start", Some(&user.token), json!({"name": ""}))
+        .post(
+            "/api/v1/me/2fa/webauthn/register/start",
+            Some(&user.token),
+            json!({"name": ""}),
+        )
         .await
         .expect(200);
-    assert_eq!(options.body["publicKey"]["excludeCredentials"][0]["id"], key.credential_id_text());
+    assert_eq!(
+        options.body["publicKey"]["excludeCredentials"][0]["id"],
+        key.credential_id_text()
+    );
     let mut spare = SoftAuthenticator::new(ORIGIN);
     let second = app
         .post(
@@ -177,9 +198,13 @@ async fn registering_the_first_key_turns_2fa_on_with_backup_codes(backend: Backe
     register(&app, &other.token, &mut key, "borrowed")
         .await
         .expect_error(409, "already_registered");
-    app.post("/api/v1/me/2fa/webauthn/register/finish", Some(&user.token), json!({"id": "x"}))
-        .await
-        .expect_error(400, "invalid_credential");
+    app.post(
+        "/api/v1/me/2fa/webauthn/register/finish",
+        Some(&user.token),
+        json!({"id": "x"}),
+    )
+    .await
+    .expect_error(400, "invalid_credential");
 
     // Renaming.
     let renamed = app
@@ -193,7 +218,11 @@ async fn registering_the_first_key_turns_2fa_on_with_backup_codes(backend: Backe
     assert_eq!(renamed.status().as_u16(), 200);
     let status = app.get("/api/v1/me/2fa", Some(&user.token)).await.expect(200);
     let keys = status.body["webauthn"].as_array().unwrap();
-    assert!(keys.iter().any(|k| k["id"] == key_id.as_str() && k["name"] == "Keyring"), "{keys:?}");
+    assert!(
+        keys.iter()
+            .any(|k| k["id"] == key_id.as_str() && k["name"] == "Keyring"),
+        "{keys:?}"
+    );
     app.post(
         "/api/v1/me/2fa/webauthn/register/start",
         Some(&user.token),
@@ -202,7 +231,11 @@ async fn registering_the_first_key_turns_2fa_on_with_backup_codes(backend: Backe
     .await
     .expect_error(400, "invalid_name");
 
-    let kinds: Vec<String> = audit_events(&app, &user.id).await.into_iter().map(|(kind, _)| kind).collect();
+    let kinds: Vec<String> = audit_events(&app, &user.id)
+        .await
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
     let added = kinds.iter().filter(|kind| *kind == "webauthn_added").count();
     assert_eq!(added, 2, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|kind| *kind == "backup_codes_generated").count(), 1);
@@ -228,9 +261,13 @@ async fn a_key_completes_the_second_login_step(backend: Backend) {
     finish_key_login(&app, &challenge, assertion)
         .await
         .expect_error(401, "challenge_expired");
-    app.post("/api/v1/login/webauthn/start", None, json!({"challenge_token": challenge}))
-        .await
-        .expect_error(401, "challenge_expired");
+    app.post(
+        "/api/v1/login/webauthn/start",
+        None,
+        json!({"challenge_token": challenge}),
+    )
+    .await
+    .expect_error(401, "challenge_expired");
     let mut conn = app.database().await;
     let (count,): (i64,) = sqlx::query_as("SELECT sign_count FROM webauthn_credentials WHERE user_id = $1")
         .bind(&user.id)
@@ -249,15 +286,23 @@ async fn a_key_completes_the_second_login_step(backend: Backend) {
     let other = app.new_user("nokey@example.com").await;
     app.enroll_totp(&other.token).await;
     let challenge = app.start_mfa_login("nokey@example.com").await;
-    app.post("/api/v1/login/webauthn/start", None, json!({"challenge_token": challenge}))
-        .await
-        .expect_error(409, "no_security_key");
+    app.post(
+        "/api/v1/login/webauthn/start",
+        None,
+        json!({"challenge_token": challenge}),
+    )
+    .await
+    .expect_error(409, "no_security_key");
     app.post("/api/v1/login/webauthn/start", None, json!({"challenge_token": "nope"}))
         .await
         .expect_error(401, "challenge_expired");
-    app.post("/api/v1/login/webauthn/finish", None, json!({"challenge_token": "nope"}))
-        .await
-        .expect_error(400, "invalid_request");
+    app.post(
+        "/api/v1/login/webauthn/finish",
+        None,
+        json!({"challenge_token": "nope"}),
+    )
+    .await
+    .expect_error(400, "invalid_request");
 }
 
 async fn a_replayed_assertion_is_refused(backend: Backend) {
@@ -340,7 +385,9 @@ async fn another_origin_or_relying_party_is_refused(backend: Backend) {
         .await
         .expect_error(401, "invalid_credential");
     key.rp_id_override = None;
-    finish_key_login(&app, &challenge, key.assert(&options)).await.expect(200);
+    finish_key_login(&app, &challenge, key.assert(&options))
+        .await
+        .expect(200);
 }
 
 async fn an_expired_or_foreign_ceremony_is_refused(backend: Backend) {
@@ -351,7 +398,11 @@ async fn an_expired_or_foreign_ceremony_is_refused(backend: Backend) {
         .await
         .expect_error(409, "no_pending_setup");
     let options = app
-        .post("/api/v1/me/2fa/webauthn/register/start", Some(&user.token), json!({"name": "Late"}))
+        .post(
+            "/api/v1/me/2fa/webauthn/register/start",
+            Some(&user.token),
+            json!({"name": "Late"}),
+        )
         .await
         .expect(200);
     let credential = key.register(&options.body);
@@ -394,9 +445,13 @@ async fn registration_needs_sudo_or_an_enrolling_session(backend: Backend) {
     let app = spawn_app_with(backend, &[("LATCHKEY_REQUIRE_2FA", "admins")]).await;
     let user = app.new_user("quinn@example.com").await;
     app.clock.advance(Duration::from_secs(601));
-    app.post("/api/v1/me/2fa/webauthn/register/start", Some(&user.token), json!({"name": "k"}))
-        .await
-        .expect_error(403, "reauth_required");
+    app.post(
+        "/api/v1/me/2fa/webauthn/register/start",
+        Some(&user.token),
+        json!({"name": "k"}),
+    )
+    .await
+    .expect_error(403, "reauth_required");
 
     // An administrator who must enroll may pick a key instead of an authenticator app.
     let admin = app.new_admin("root@example.com").await;
@@ -447,8 +502,10 @@ async fn removing_keys_follows_the_disable_rules(backend: Backend) {
     assert_eq!(status.body["webauthn"].as_array().unwrap().len(), 1);
     app.email_to("rae@example.com", "A security key was removed").await;
 
-    let other_session = login_with_key(&app, "rae@example.com", &mut spare).await.expect(200).body
-        ["session_token"]
+    let other_session = login_with_key(&app, "rae@example.com", &mut spare)
+        .await
+        .expect(200)
+        .body["session_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -456,9 +513,13 @@ async fn removing_keys_follows_the_disable_rules(backend: Backend) {
     app.delete(&format!("/api/v1/me/2fa/webauthn/{spare_id}"), Some(&user.token))
         .await
         .expect_error(403, "reauth_required");
-    app.post("/api/v1/me/reauth", Some(&user.token), json!({"password": crate::common::PASSWORD}))
-        .await
-        .expect(200);
+    app.post(
+        "/api/v1/me/reauth",
+        Some(&user.token),
+        json!({"password": crate::common::PASSWORD}),
+    )
+    .await
+    .expect(200);
     // The last factor: 2FA turns off, backup codes go, other sessions are signed out.
     app.delete(&format!("/api/v1/me/2fa/webauthn/{spare_id}"), Some(&user.token))
         .await
@@ -469,7 +530,8 @@ async fn removing_keys_follows_the_disable_rules(backend: Backend) {
     assert_eq!(count_rows(&app, "backup_codes", &user.id).await, 0);
     app.get("/api/v1/me", Some(&other_session)).await.expect(401);
     assert_eq!(app.login("rae@example.com").await.body["status"], "authenticated");
-    app.email_to("rae@example.com", "Two-factor authentication was turned off").await;
+    app.email_to("rae@example.com", "Two-factor authentication was turned off")
+        .await;
     let events = audit_events(&app, &user.id).await;
     assert_eq!(events.iter().filter(|(kind, _)| kind == "webauthn_removed").count(), 2);
     assert!(events.iter().any(|(kind, _)| kind == "2fa_disabled"));
@@ -522,7 +584,9 @@ async fn disabling_2fa_and_deleting_all_factors_remove_keys(backend: Backend) {
     // Recovery and admin reset go through delete_all_factors.
     register(&app, &user.token, &mut key, "Again").await.expect(201);
     let mut conn = app.state.store.begin().await.unwrap();
-    latchkey::twofactor::delete_all_factors(&mut conn, &user.id).await.unwrap();
+    latchkey::twofactor::delete_all_factors(&mut conn, &user.id)
+        .await
+        .unwrap();
     conn.commit().await.unwrap();
     assert_eq!(count_rows(&app, "webauthn_credentials", &user.id).await, 0);
     assert_eq!(app.login("tia@example.com").await.body["status"], "authenticated");
@@ -555,7 +619,11 @@ async fn refused_assertions_count_like_wrong_codes(backend: Backend) {
     // The account is throttled like after five wrong codes.
     let challenge = app.start_mfa_login("uma@example.com").await;
     let reply = app
-        .post("/api/v1/login/webauthn/start", None, json!({"challenge_token": challenge}))
+        .post(
+            "/api/v1/login/webauthn/start",
+            None,
+            json!({"challenge_token": challenge}),
+        )
         .await
         .expect_error(429, "rate_limited");
     assert!(reply.headers.contains_key("retry-after"));

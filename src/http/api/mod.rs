@@ -33,7 +33,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/me/2fa/disable", post(two_factor::disable))
         .route("/api/v1/me/2fa/webauthn/register/start", post(webauthn::register_start))
-        .route("/api/v1/me/2fa/webauthn/register/finish", post(webauthn::register_finish))
+        .route(
+            "/api/v1/me/2fa/webauthn/register/finish",
+            post(webauthn::register_finish),
+        )
         .route(
             "/api/v1/me/2fa/webauthn/{id}",
             delete(webauthn::remove).patch(webauthn::rename),

@@ -53,7 +53,10 @@ pub async fn register_finish(
     AnySession(session): AnySession,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let credential = body.get("credential").filter(|inner| inner.is_object()).unwrap_or(&body);
+    let credential = body
+        .get("credential")
+        .filter(|inner| inner.is_object())
+        .unwrap_or(&body);
     let registered = webauthn::finish_registration(&state, &client, &session, credential).await?;
     Ok((StatusCode::CREATED, Json(registered)))
 }

@@ -19,7 +19,11 @@ use crate::twofactor::{CodeError, FactorUsed};
 
 /// Answers the options for `navigator.credentials.get()` for a live login challenge, allowing
 /// the account's keys. Asking again replaces the earlier options.
-pub async fn start(state: &AppState, client: &ClientInfo, token: &str) -> Result<RequestChallengeResponse, ChallengeError> {
+pub async fn start(
+    state: &AppState,
+    client: &ClientInfo,
+    token: &str,
+) -> Result<RequestChallengeResponse, ChallengeError> {
     let now = state.clock.unix();
     let relying_party = relying_party(state).map_err(|_| ChallengeError::NoSecurityKey)?;
     state
@@ -188,7 +192,10 @@ async fn refuse(
     match &refusal {
         Refusal::Invalid(reason) => tracing::info!(reason, "WebAuthn assertion refused"),
         Refusal::PossibleClone { row, counter } => {
-            tracing::warn!(credential = row.id, "WebAuthn counter went backwards: possible cloned key");
+            tracing::warn!(
+                credential = row.id,
+                "WebAuthn counter went backwards: possible cloned key"
+            );
             let event = Event::by_user("webauthn_possible_clone", &user.id).with_detail(json!({
                 "credential": row.id,
                 "name": row.name,

@@ -37,7 +37,9 @@ pub fn security_key_added(state: &AppState, now: i64, client: &ClientInfo, name:
         heading: "A security key was added".into(),
         paragraphs,
         action: account_action(state),
-        not_you: Some(format!("Remove the key at once, then change your password. {SECURE_ACCOUNT}")),
+        not_you: Some(format!(
+            "Remove the key at once, then change your password. {SECURE_ACCOUNT}"
+        )),
         event: Some(EventDetails::new(now, client)),
         ..Notice::default()
     }

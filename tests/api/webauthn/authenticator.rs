@@ -55,13 +55,14 @@ impl SoftAuthenticator {
         let client_data = self.client_data("webauthn.create", public_key);
         let point = self.key.verifying_key().to_encoded_point(false);
         let cose_key = cbor_map(vec![
-            (cbor_int(1), cbor_int(2)),   // kty: EC2
-            (cbor_int(3), cbor_int(-7)),  // alg: ES256
-            (cbor_int(-1), cbor_int(1)),  // crv: P-256
+            (cbor_int(1), cbor_int(2)),  // kty: EC2
+            (cbor_int(3), cbor_int(-7)), // alg: ES256
+            (cbor_int(-1), cbor_int(1)), // crv: P-256
             (cbor_int(-2), cbor_bytes(point.x().expect("x"))),
             (cbor_int(-3), cbor_bytes(point.y().expect("y"))),
         ]);
-        let mut authenticator_data = self.authenticator_data(&rp_id, USER_PRESENT | USER_VERIFIED | ATTESTED_CREDENTIAL_DATA, 0);
+        let mut authenticator_data =
+            self.authenticator_data(&rp_id, USER_PRESENT | USER_VERIFIED | ATTESTED_CREDENTIAL_DATA, 0);
         authenticator_data.extend_from_slice(&[0u8; 16]); // AAGUID: none
         authenticator_data.extend_from_slice(&(self.credential_id.len() as u16).to_be_bytes());
         authenticator_data.extend_from_slice(&self.credential_id);
