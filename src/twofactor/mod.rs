@@ -1,5 +1,5 @@
-//! Two-factor authentication: TOTP (RFC 6238) and single-use backup codes, enrollment, the
-//! second step of login, and turning it off.
+//! Two-factor authentication: TOTP (RFC 6238), passkeys and security keys (WebAuthn), single-use
+//! backup codes, enrollment, the second step of login, and turning it off.
 
 pub mod backup_codes;
 pub mod challenge;

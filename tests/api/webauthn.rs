@@ -22,6 +22,7 @@ on_both_databases!(
     removing_keys_follows_the_disable_rules,
     disabling_2fa_and_deleting_all_factors_remove_keys,
     refused_assertions_count_like_wrong_codes,
+    the_openapi_document_describes_the_key_routes,
 );
 
 const ORIGIN: &str = "http://localhost:8080";
@@ -629,4 +630,24 @@ async fn refused_assertions_count_like_wrong_codes(backend: Backend) {
     assert!(reply.headers.contains_key("retry-after"));
     app.clock.advance(Duration::from_secs(60));
     login_with_key(&app, "uma@example.com", &mut key).await.expect(200);
+}
+
+async fn the_openapi_document_describes_the_key_routes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let document = app.get("/api/openapi.json", None).await.expect(200);
+    let paths = &document.body["paths"];
+    for (path, method) in [
+        ("/api/v1/me/2fa/webauthn/register/start", "post"),
+        ("/api/v1/me/2fa/webauthn/register/finish", "post"),
+        ("/api/v1/me/2fa/webauthn/{id}", "delete"),
+        ("/api/v1/me/2fa/webauthn/{id}", "patch"),
+        ("/api/v1/login/webauthn/start", "post"),
+        ("/api/v1/login/webauthn/finish", "post"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+    }
+    assert!(document.body["components"]["schemas"]["Registered"].is_object());
 }
