@@ -617,7 +617,16 @@ async fn refused_assertions_count_like_wrong_codes(backend: Backend) {
         .filter(|(kind, detail)| kind == "mfa_failed" && detail["method"] == "webauthn")
         .count();
     assert_eq!(failures, 5);
-    // The account is throttled like after five wrong codes.
+    // The account is throttled like after wrong codes: two more failures, each after waiting out
+    // the delay, make it 4 seconds (the clock also moves with real time, so 1 second would race).
+    app.clock.advance(Duration::from_secs(2));
+    let (challenge, options) = start_key_login(&app, "uma@example.com").await;
+    for wait in [0, 3] {
+        app.clock.advance(Duration::from_secs(wait));
+        finish_key_login(&app, &challenge, impostor.assert_with_counter(&options, 1))
+            .await
+            .expect_error(401, "invalid_credential");
+    }
     let challenge = app.start_mfa_login("uma@example.com").await;
     let reply = app
         .post(
