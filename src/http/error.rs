@@ -205,6 +205,7 @@ impl From<PasskeyError> for ApiError {
             PasskeyError::AlreadyRegistered => ApiError::new(StatusCode::CONFLICT, "already_registered", message),
             PasskeyError::NotFound => ApiError::not_found(),
             PasskeyError::TwoFactorRequired => ApiError::new(StatusCode::FORBIDDEN, "two_factor_required", message),
+            PasskeyError::LastSecondFactor => ApiError::new(StatusCode::CONFLICT, "last_second_factor", message),
             PasskeyError::Unavailable => ApiError::new(StatusCode::CONFLICT, "webauthn_unavailable", message),
             PasskeyError::Internal(error) => ApiError::internal(error),
         }

@@ -59,6 +59,8 @@ pub enum PasskeyError {
     NotFound,
     #[error("Your organisation requires two-factor authentication for this account.")]
     TwoFactorRequired,
+    #[error("This is your last second factor. To turn two-factor authentication off, use a current code (a backup code works) instead.")]
+    LastSecondFactor,
     #[error("Security keys need LATCHKEY_PUBLIC_URL to name the server by a domain name.")]
     Unavailable,
     #[error(transparent)]
@@ -335,20 +337,18 @@ pub async fn remove(
     if is_last_factor && state.config.require_2fa.requires(session.role == Role::Admin) {
         return Err(PasskeyError::TwoFactorRequired);
     }
+    // Removing the last factor would turn 2FA off, which needs a current second factor, never a
+    // password-backed sudo window alone: that path is POST /me/2fa/disable with a code.
+    if is_last_factor {
+        return Err(PasskeyError::LastSecondFactor);
+    }
     if !rows::delete_credential(&mut tx, &session.user_id, id).await? {
         return Err(PasskeyError::NotFound);
     }
     let event = Event::by_user("webauthn_removed", &session.user_id)
-        .with_detail(json!({"credential": row.id, "name": row.name, "turned_off_2fa": is_last_factor}));
+        .with_detail(json!({"credential": row.id, "name": row.name}));
     audit::record(&mut tx, now, client, event).await?;
-    if is_last_factor {
-        twofactor::delete_all_factors(&mut tx, &session.user_id).await?;
-        let revoked = store::sessions::delete_all_for_user(&mut tx, &session.user_id, Some(&session.id)).await?;
-        let event = Event::by_user("2fa_disabled", &session.user_id)
-            .with_detail(json!({"method": "webauthn_removed", "other_sessions_revoked": revoked}));
-        audit::record(&mut tx, now, client, event).await?;
-    }
-    let notice = notices::security_key_removed(state, now, client, &row.name, is_last_factor);
+    let notice = notices::security_key_removed(state, now, client, &row.name);
     mail::queue(&mut tx, &state.config, &state.keys, now, &session.email, &notice).await?;
     tx.commit().await?;
     state.wake_mailer();

@@ -471,7 +471,7 @@ async fn registration_needs_sudo_or_an_enrolling_session(backend: Backend) {
 
 async fn removing_keys_follows_the_disable_rules(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (user, _, _) = user_with_key(&app, "rae@example.com").await;
+    let (user, _, backup_codes) = user_with_key(&app, "rae@example.com").await;
     let mut spare = SoftAuthenticator::new(ORIGIN);
     let spare_id = register(&app, &user.token, &mut spare, "Spare").await.expect(201).body["id"]
         .as_str()
@@ -521,10 +521,19 @@ async fn removing_keys_follows_the_disable_rules(backend: Backend) {
     )
     .await
     .expect(200);
-    // The last factor: 2FA turns off, backup codes go, other sessions are signed out.
+    // The last factor cannot go with a password-backed sudo window alone: turning 2FA off needs
+    // a current second factor, through /disable.
     app.delete(&format!("/api/v1/me/2fa/webauthn/{spare_id}"), Some(&user.token))
         .await
-        .expect(204);
+        .expect_error(409, "last_second_factor");
+    app.post(
+        "/api/v1/me/2fa/disable",
+        Some(&user.token),
+        json!({"method": "backup_code", "code": backup_codes[0]}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(count_rows(&app, "webauthn_credentials", &user.id).await, 0);
     let status = app.get("/api/v1/me/2fa", Some(&user.token)).await.expect(200);
     assert_eq!(status.body["enabled"], false);
     assert_eq!(status.body["backup_codes_remaining"], 0);
@@ -534,7 +543,7 @@ async fn removing_keys_follows_the_disable_rules(backend: Backend) {
     app.email_to("rae@example.com", "Two-factor authentication was turned off")
         .await;
     let events = audit_events(&app, &user.id).await;
-    assert_eq!(events.iter().filter(|(kind, _)| kind == "webauthn_removed").count(), 2);
+    assert_eq!(events.iter().filter(|(kind, _)| kind == "webauthn_removed").count(), 1);
     assert!(events.iter().any(|(kind, _)| kind == "2fa_disabled"));
 
     // With an authenticator app beside it, a key is not the last factor.

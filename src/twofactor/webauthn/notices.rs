@@ -45,38 +45,14 @@ pub fn security_key_added(state: &AppState, now: i64, client: &ClientInfo, name:
     }
 }
 
-pub fn security_key_removed(
-    state: &AppState,
-    now: i64,
-    client: &ClientInfo,
-    name: &str,
-    turned_off_2fa: bool,
-) -> Notice {
-    let mut paragraphs = vec![format!(
-        "The security key \u{201c}{name}\u{201d} was removed from your account and can no longer be used to sign in."
-    )];
-    if turned_off_2fa {
-        paragraphs.push(
-            "It was your last second factor, so two-factor authentication is now off: your backup codes were deleted, every other session was signed out, and signing in needs only your password."
-                .into(),
-        );
-    }
+pub fn security_key_removed(state: &AppState, now: i64, client: &ClientInfo, name: &str) -> Notice {
     Notice {
-        subject: if turned_off_2fa {
-            "Two-factor authentication was turned off".into()
-        } else {
-            "A security key was removed from your account".into()
-        },
+        subject: "A security key was removed from your account".into(),
         heading: "A security key was removed".into(),
-        paragraphs,
-        action: if turned_off_2fa {
-            Some(Action {
-                label: "Turn two-factor authentication back on".into(),
-                url: state.config.link("/account"),
-            })
-        } else {
-            account_action(state)
-        },
+        paragraphs: vec![format!(
+            "The security key \u{201c}{name}\u{201d} was removed from your account and can no longer be used to sign in."
+        )],
+        action: account_action(state),
         not_you: Some(SECURE_ACCOUNT.into()),
         event: Some(EventDetails::new(now, client)),
         ..Notice::default()
