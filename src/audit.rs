@@ -58,23 +58,41 @@ impl<'a> Event<'a> {
 
 /// Appends an event inside the caller's transaction.
 pub async fn record(conn: &mut AnyConnection, now: i64, client: &ClientInfo, event: Event<'_>) -> anyhow::Result<()> {
-    let (seq, previous_hash) = rows::advance_head(conn).await?;
-    let mut row = AuditRow {
-        seq,
-        at: now,
-        kind: event.kind.to_string(),
-        user_id: event.user_id.map(str::to_string),
-        actor_id: event.actor_id.map(str::to_string),
-        ip: client.ip.clone(),
-        user_agent: client
-            .user_agent
-            .as_deref()
-            .map(|agent| agent.chars().take(300).collect()),
-        detail: event.detail.to_string(),
-        hash: String::new(),
-    };
-    row.hash = chain_hash(&previous_hash, &row);
-    rows::append(conn, &row).await?;
+    record_all(conn, now, client, vec![event]).await
+}
+
+/// Appends several events of one change with a single turn of the chain's head.
+pub async fn record_all(
+    conn: &mut AnyConnection,
+    now: i64,
+    client: &ClientInfo,
+    events: Vec<Event<'_>>,
+) -> anyhow::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let (last_seq, mut previous_hash) = rows::advance_head(conn, events.len() as i64).await?;
+    let first_seq = last_seq - events.len() as i64 + 1;
+    for (offset, event) in events.into_iter().enumerate() {
+        let mut row = AuditRow {
+            seq: first_seq + offset as i64,
+            at: now,
+            kind: event.kind.to_string(),
+            user_id: event.user_id.map(str::to_string),
+            actor_id: event.actor_id.map(str::to_string),
+            ip: client.ip.clone(),
+            user_agent: client
+                .user_agent
+                .as_deref()
+                .map(|agent| agent.chars().take(300).collect()),
+            detail: event.detail.to_string(),
+            hash: String::new(),
+        };
+        row.hash = chain_hash(&previous_hash, &row);
+        rows::insert(conn, &row).await?;
+        previous_hash = row.hash;
+    }
+    rows::set_head_hash(conn, &previous_hash).await?;
     Ok(())
 }
 

@@ -15,15 +15,17 @@ pub struct AuditRow {
 
 const COLUMNS: &str = "seq, at, kind, user_id, actor_id, ip, user_agent, detail, hash";
 
-/// Takes the next sequence number and the previous hash. The UPDATE locks the head row until the
-/// transaction ends, so concurrent appenders line up behind each other.
-pub async fn advance_head(conn: &mut AnyConnection) -> sqlx::Result<(i64, String)> {
-    sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+/// Reserves the next `count` sequence numbers and answers the last one with the previous hash.
+/// The UPDATE locks the head row until the transaction ends, so concurrent appenders line up
+/// behind each other: callers append last, just before commit, to hold it briefly.
+pub async fn advance_head(conn: &mut AnyConnection, count: i64) -> sqlx::Result<(i64, String)> {
+    sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+        .bind(count)
         .fetch_one(conn)
         .await
 }
 
-pub async fn append(conn: &mut AnyConnection, event: &AuditRow) -> sqlx::Result<()> {
+pub async fn insert(conn: &mut AnyConnection, event: &AuditRow) -> sqlx::Result<()> {
     sqlx::query(&format!(
         "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     ))
@@ -36,10 +38,14 @@ pub async fn append(conn: &mut AnyConnection, event: &AuditRow) -> sqlx::Result<
     .bind(&event.user_agent)
     .bind(&event.detail)
     .bind(&event.hash)
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
+    Ok(())
+}
+
+pub async fn set_head_hash(conn: &mut AnyConnection, hash: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&event.hash)
+        .bind(hash)
         .execute(conn)
         .await?;
     Ok(())

@@ -204,15 +204,17 @@ pub(crate) async fn finish(
     throttle::reset(&mut tx, &user.id, throttle::Kind::SecondFactor).await?;
     crate::recovery::cancel_pending_after_login(&mut tx, state, &user.id, &user.email, client, now).await?;
     let session = sessions::issue(&mut tx, state, &user.id, SessionState::Full, client, now).await?;
-    let event = Event::by_user("mfa_succeeded", &user.id).with_detail(json!({"method": method}));
-    audit::record(&mut tx, now, client, event).await?;
-    let event = Event::by_user("login_succeeded", &user.id)
-        .with_detail(json!({"session_state": "full", "second_factor": method}));
-    audit::record(&mut tx, now, client, event).await?;
     let backup_codes_remaining = match used {
         FactorUsed::BackupCode { remaining } => remaining,
         FactorUsed::Totp | FactorUsed::Webauthn => rows::remaining_backup_codes(&mut tx, &user.id).await?,
     };
+    // Last before commit: appending locks the chain's head until the transaction ends.
+    let events = vec![
+        Event::by_user("mfa_succeeded", &user.id).with_detail(json!({"method": method})),
+        Event::by_user("login_succeeded", &user.id)
+            .with_detail(json!({"session_state": "full", "second_factor": method})),
+    ];
+    audit::record_all(&mut tx, now, client, events).await?;
     tx.commit().await?;
     state.wake_mailer();
     metrics::counter!("latchkey_logins_total", "outcome" => "mfa_succeeded").increment(1);
