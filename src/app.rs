@@ -152,6 +152,7 @@ async fn sweep(state: &AppState, now: i64) -> anyhow::Result<()> {
     let idle_cutoff = now - state.config.session_idle_timeout.as_secs() as i64;
     crate::store::sessions::delete_expired(&mut conn, now, idle_cutoff).await?;
     crate::store::two_factor::delete_old_challenges(&mut conn, now - 3600).await?;
+    crate::recovery::sweep(&mut conn, now).await?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `user create`, `audit verify|export`, `config check`.
+//! The command line: `serve`, `migrate`, `user create|reset-2fa`, `audit verify|export`, `config check`.
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -52,6 +52,16 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Reset a user's two-factor authentication (e.g. a locked-out single administrator): deletes
+    /// their second factors and backup codes, signs them out, emails them; audited with actor "cli".
+    #[command(name = "reset-2fa")]
+    ResetTwoFactor {
+        #[arg(long)]
+        email: String,
+        /// Why: recorded in the audit log and told to the user.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -135,6 +145,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 Err(error) => Err(anyhow::anyhow!("{error}")),
             }
         }
+        Command::User(UserCommand::ResetTwoFactor { email, reason }) => {
+            let state = AppState::build(config, Arc::new(SystemClock)).await?;
+            reset_two_factor(&state, &email, &reason).await
+        }
         Command::Audit(AuditCommand::Verify) => {
             let state = AppState::build(config, Arc::new(SystemClock)).await?;
             let verification = audit::verify(&state.store).await?;
@@ -176,6 +190,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The same service as the admin API, as the actor "cli" and without a second approval (whoever
+/// runs it already controls the server).
+async fn reset_two_factor(state: &AppState, email: &str, reason: &str) -> anyhow::Result<i32> {
+    use crate::recovery::admin::{self, Actor, AdminError};
+    let user = match admin::find_user_by_email(state, email).await {
+        Ok(user) => user,
+        Err(AdminError::UserNotFound) => bail!("no account with the email {email}"),
+        Err(error) => return Err(anyhow::anyhow!("{error}")),
+    };
+    admin::reset_two_factor(state, &ClientInfo::cli(), Actor::CommandLine, &user.id, Some(reason))
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    // Try to send the notice now; if that fails, the server's worker retries it from the outbox.
+    if let Err(error) = crate::mail::sender::deliver_due(state).await {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "the notice stays queued for the server to send"
+        );
+    }
+    println!(
+        "two-factor authentication of {} was reset; they can sign in with their password and set it up again",
+        user.email
+    );
+    Ok(0)
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {

@@ -76,7 +76,7 @@ impl From<twofactor::CodeError> for AccountError {
 
 /// Throttle subject for password guesses: a keyed hash of the address, the same whether or not an
 /// account exists, so throttling reveals nothing.
-fn password_subject(state: &AppState, email: &str) -> String {
+pub(crate) fn password_subject(state: &AppState, email: &str) -> String {
     format!(
         "email:{}",
         hex::encode(&state.keys.token_hash(&format!("login\0{email}"))[..16])

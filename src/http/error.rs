@@ -7,6 +7,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use crate::accounts::AccountError;
+use crate::clock::rfc3339;
+use crate::recovery::admin::AdminError;
+use crate::recovery::password::PasswordResetError;
+use crate::recovery::RecoveryError;
 use crate::twofactor::challenge::ChallengeError;
 use crate::twofactor::enrollment::EnrollmentError;
 use crate::twofactor::webauthn::PasskeyError;
@@ -208,6 +212,65 @@ impl From<PasskeyError> for ApiError {
             PasskeyError::LastSecondFactor => ApiError::new(StatusCode::CONFLICT, "last_second_factor", message),
             PasskeyError::Unavailable => ApiError::new(StatusCode::CONFLICT, "webauthn_unavailable", message),
             PasskeyError::Internal(error) => ApiError::internal(error),
+        }
+    }
+}
+
+impl From<RecoveryError> for ApiError {
+    fn from(error: RecoveryError) -> Self {
+        let message = error.to_string();
+        match error {
+            RecoveryError::InvalidToken => ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", message),
+            RecoveryError::RecoveryPending { completes_at } => {
+                ApiError::new(StatusCode::CONFLICT, "recovery_pending", message)
+                    .with("completes_at", rfc3339(completes_at))
+            }
+            RecoveryError::RecoveryCancelled => ApiError::new(StatusCode::GONE, "recovery_cancelled", message),
+            RecoveryError::InvalidCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
+            }
+            RecoveryError::WeakPassword(_) => ApiError::new(StatusCode::BAD_REQUEST, "weak_password", message),
+            RecoveryError::InvalidRequest(_) => ApiError::invalid_request(message),
+            RecoveryError::RateLimited { retry_after } => ApiError::rate_limited(retry_after, message),
+            RecoveryError::NotFound => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            RecoveryError::ReauthRequired => ApiError::reauth_required(),
+            RecoveryError::Internal(error) => ApiError::internal(error),
+        }
+    }
+}
+
+impl From<PasswordResetError> for ApiError {
+    fn from(error: PasswordResetError) -> Self {
+        let message = error.to_string();
+        match error {
+            PasswordResetError::InvalidToken => ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", message),
+            PasswordResetError::WeakPassword(_) => ApiError::new(StatusCode::BAD_REQUEST, "weak_password", message),
+            PasswordResetError::SecondFactorRequired => {
+                ApiError::new(StatusCode::CONFLICT, "second_factor_required", message)
+            }
+            PasswordResetError::InvalidCode => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", message),
+            PasswordResetError::CodeAlreadyUsed => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "code_already_used", message)
+            }
+            PasswordResetError::RateLimited { retry_after } => ApiError::rate_limited(retry_after, message),
+            PasswordResetError::Internal(error) => ApiError::internal(error),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> Self {
+        let message = error.to_string();
+        match error {
+            AdminError::ReasonRequired => ApiError::new(StatusCode::BAD_REQUEST, "reason_required", message),
+            AdminError::ReasonTooLong => ApiError::invalid_request(message),
+            AdminError::UserNotFound | AdminError::RequestNotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            AdminError::Forbidden(_) => ApiError::forbidden(message),
+            AdminError::RequestExpired => ApiError::new(StatusCode::GONE, "request_expired", message),
+            AdminError::AlreadyApproved => ApiError::new(StatusCode::CONFLICT, "already_approved", message),
+            AdminError::Internal(error) => ApiError::internal(error),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod outbox;
+pub mod recovery;
 pub mod sessions;
 pub mod throttles;
 pub mod two_factor;

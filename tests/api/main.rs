@@ -5,8 +5,11 @@
 mod common;
 
 mod accounts;
+mod admin;
 mod audit_and_email;
 mod cli;
 mod contract;
+mod password_reset;
+mod recovery;
 mod two_factor;
 mod webauthn;

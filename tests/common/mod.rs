@@ -61,7 +61,9 @@ pub struct TestApp {
     pub state: AppState,
     pub database_url: String,
     pub data_dir: tempfile::TempDir,
+    overrides: Vec<(String, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -103,6 +105,21 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(backend, data_dir.path()).await;
     let smtp = SmtpSink::start().await;
+    let overrides = overrides
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    start(data_dir, database_url, smtp, overrides, Arc::new(ManualClock::new())).await
+}
+
+/// Starts a server on an existing database and data directory (so the same master key).
+async fn start(
+    data_dir: tempfile::TempDir,
+    database_url: String,
+    smtp: SmtpSink,
+    overrides: Vec<(String, String)>,
+    clock: Arc<ManualClock>,
+) -> TestApp {
     let mut values = BTreeMap::new();
     let mut set = |name: &str, value: String| {
         values.insert(name.to_string(), value);
@@ -116,18 +133,17 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     set("LATCHKEY_REQUIRE_2FA", "none".into());
     // Argon2 at test strength; the production parameters are checked in their own test.
     set("LATCHKEY_PASSWORD_HASH", "argon2id:m=1024,t=1,p=1".into());
-    for (name, value) in overrides {
+    for (name, value) in &overrides {
         set(name, value.to_string());
     }
     let config = Config::from_values(&values).expect("test configuration");
-    let clock = Arc::new(ManualClock::new());
     let application = Application::build_with_clock(config, clock.clone())
         .await
         .expect("build app");
     let port = application.port();
     let state = application.state();
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(application.run_until_stopped(async move {
+    let server = tokio::spawn(application.run_until_stopped(async move {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::builder()
@@ -145,7 +161,9 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
         state,
         database_url,
         data_dir,
+        overrides,
         shutdown: Some(shutdown),
+        server: Some(server),
     }
 }
 
@@ -199,6 +217,21 @@ pub struct Enrolled {
 }
 
 impl TestApp {
+    /// Stops this server (waiting for it and its worker to finish) and starts a new one on the
+    /// same database, data directory, configuration, SMTP sink and clock: a restart.
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+        }
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("temp dir"));
+        let smtp = std::mem::replace(&mut self.smtp, SmtpSink::start().await);
+        let overrides = std::mem::take(&mut self.overrides);
+        start(data_dir, self.database_url.clone(), smtp, overrides, self.clock.clone()).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

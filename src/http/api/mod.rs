@@ -3,10 +3,11 @@
 pub mod accounts;
 pub mod admin;
 pub mod ops;
+pub mod recovery;
 pub mod two_factor;
 pub mod webauthn;
 
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use utoipa::OpenApi;
 
@@ -43,7 +44,19 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/login/webauthn/start", post(webauthn::login_start))
         .route("/api/v1/login/webauthn/finish", post(webauthn::login_finish))
+        .route("/api/v1/password/forgot", post(recovery::forgot_password))
+        .route("/api/v1/password/reset", post(recovery::reset_password))
+        .route("/api/v1/recovery/request", post(recovery::request))
+        .route("/api/v1/recovery/confirm", post(recovery::confirm))
+        .route("/api/v1/recovery/complete", post(recovery::complete))
+        .route("/api/v1/recovery/cancel", post(recovery::cancel))
+        .route("/api/v1/me/recovery", delete(recovery::cancel_mine))
+        .route("/api/v1/me/2fa/recovery-settings", put(recovery::recovery_settings))
         .route("/api/v1/admin/audit", get(admin::audit_log))
+        .route("/api/v1/admin/users", get(admin::users))
+        .route("/api/v1/admin/users/{id}/reset-2fa", post(admin::reset_two_factor))
+        .route("/api/v1/admin/reset-requests", get(admin::reset_requests))
+        .route("/api/v1/admin/reset-requests/{id}/approve", post(admin::approve_reset))
         .route("/api/v1/verify", get(ops::verify))
         .route("/api/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
@@ -59,7 +72,9 @@ pub fn routes() -> Router<AppState> {
         accounts::revoke_session, accounts::reauth, accounts::change_password, accounts::activity,
         two_factor::status, two_factor::totp_setup, two_factor::totp_confirm, two_factor::regenerate_backup_codes, two_factor::disable,
         webauthn::register_start, webauthn::register_finish, webauthn::rename, webauthn::remove, webauthn::login_start, webauthn::login_finish,
-        admin::audit_log, ops::verify, ops::healthz, ops::readyz, ops::metrics,
+        recovery::forgot_password, recovery::reset_password, recovery::request, recovery::confirm, recovery::complete,
+        recovery::cancel, recovery::cancel_mine, recovery::recovery_settings,
+        admin::audit_log, admin::users, admin::reset_two_factor, admin::reset_requests, admin::approve_reset, ops::verify, ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(accounts::ErrorBody)),
     modifiers(&BearerAuth)

@@ -1,0 +1,73 @@
+//! Recovery and password-reset requests: the answer must not reveal whether an account exists.
+//!
+//! The handler only checks the client's address budget and answers; the lookup, the per-address
+//! count and the email happen afterwards in a task of their own. The response time is then the
+//! same for every address by construction (measured in tests/api/recovery.rs), however long the
+//! database or the email template takes for a real account.
+
+use std::future::Future;
+
+use sqlx::AnyConnection;
+
+use crate::accounts::email::Email;
+use crate::app::AppState;
+use crate::audit::ClientInfo;
+use crate::store::recovery as rows;
+
+/// At most this many requests of a kind per address and hour act; later ones answer the same but
+/// send nothing, so nobody can flood a mailbox through latchkey.
+pub const REQUESTS_PER_HOUR: i64 = 5;
+const WINDOW_SECONDS: i64 = 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Recovery,
+    PasswordReset,
+}
+
+impl RequestKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Recovery => "recovery_request",
+            RequestKind::PasswordReset => "password_reset_request",
+        }
+    }
+}
+
+/// The client's share of the per-IP budget (the one failed logins use): each request spends one.
+/// `Err(retry_after)` once it is used up.
+pub fn admit_client(state: &AppState, client: &ClientInfo, now: i64) -> Result<(), i64> {
+    state.ip_limiter.check(client, now)?;
+    state.ip_limiter.record_failure(client, now);
+    Ok(())
+}
+
+/// Counts the request against the address (a keyed hash of it, so unknown addresses are not
+/// stored in clear); answers whether it is within the hourly limit.
+pub async fn within_address_limit(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    kind: RequestKind,
+    email: &Email,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let subject = hex::encode(&state.keys.token_hash(&format!("{}\0{}", kind.as_str(), email.as_str()))[..16]);
+    let requests = rows::count_request(conn, &subject, kind.as_str(), now, WINDOW_SECONDS).await?;
+    Ok(requests <= REQUESTS_PER_HOUR)
+}
+
+/// Runs the work of a request after the answer was sent; failures are logged (without the
+/// address), since nobody is waiting for them.
+pub fn in_background(what: &'static str, work: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
+    tokio::spawn(async move {
+        if let Err(error) = work.await {
+            tracing::warn!(error = format!("{error:#}"), "{what} failed");
+        }
+    });
+}
+
+/// Forgets request counts whose window is over.
+pub async fn sweep(conn: &mut AnyConnection, now: i64) -> anyhow::Result<()> {
+    rows::delete_old_request_counts(conn, now - WINDOW_SECONDS).await?;
+    Ok(())
+}
