@@ -38,11 +38,22 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            // The path only: query strings could carry tokens.
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+            // The path only (query strings could carry tokens), without the tokens of emailed links.
+            tracing::info_span!("request", method = %request.method(), path = %loggable_path(request.uri().path()), request_id = %request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// The paths of emailed links (`/recover/{token}`, `/recover/cancel/{token}`,
+/// `/reset-password/{token}`) hold secrets: logs see `[token]` in their place.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in ["/recover/cancel/", "/recover/", "/reset-password/"] {
+        if path.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty()) {
+            return format!("{prefix}[token]").into();
+        }
+    }
+    path.into()
 }
 
 async fn record_metrics(request: Request, next: Next) -> Response {
@@ -81,4 +92,18 @@ async fn security_headers(request: Request, next: Next) -> Response {
     );
     set(headers, header::CACHE_CONTROL, "no-store");
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn link_tokens_never_reach_the_log() {
+        assert_eq!(loggable_path("/recover/abcDEF123"), "/recover/[token]");
+        assert_eq!(loggable_path("/recover/cancel/abcDEF123"), "/recover/cancel/[token]");
+        assert_eq!(loggable_path("/reset-password/abc"), "/reset-password/[token]");
+        assert_eq!(loggable_path("/recover"), "/recover");
+        assert_eq!(loggable_path("/api/v1/recovery/confirm"), "/api/v1/recovery/confirm");
+    }
 }

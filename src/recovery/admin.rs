@@ -81,7 +81,8 @@ async fn summary(conn: &mut sqlx::AnyConnection, user: UserRow) -> anyhow::Resul
 
 /// Users whose email contains `email_fragment` (all users when empty), by email; pages start at 1.
 pub async fn find_users(state: &AppState, email_fragment: &str, page: i64) -> Result<UserPage, AdminError> {
-    let page = page.max(1);
+    // Bounded, so the offset cannot overflow whatever page a client asks for.
+    let page = page.clamp(1, 1_000_000);
     let mut conn = state.store.read().await?;
     let fragment = email_fragment.trim().to_lowercase();
     let rows = store::users::search(&mut conn, &fragment, USERS_PER_PAGE + 1, (page - 1) * USERS_PER_PAGE).await?;

@@ -15,6 +15,7 @@ on_both_databases!(
     after_a_reset_policy_decides_the_next_login,
     a_reset_needs_a_reason_an_admin_and_someone_else,
     a_second_admin_must_approve_when_configured,
+    the_openapi_document_describes_recovery_and_administration,
     approval_requests_expire_after_a_day,
     the_command_line_resets_a_locked_out_admin,
 );
@@ -81,6 +82,11 @@ async fn admins_find_users_page_by_page(backend: Backend) {
     app.get("/api/v1/admin/users?page=two", Some(&admin.token))
         .await
         .expect_error(400, "invalid_request");
+    let far = app
+        .get("/api/v1/admin/users?page=9223372036854775807", Some(&admin.token))
+        .await
+        .expect(200);
+    assert_eq!(far.body["users"], json!([]));
 
     app.get("/api/v1/admin/users", Some(&bob.token))
         .await
@@ -363,4 +369,29 @@ async fn the_command_line_resets_a_locked_out_admin(backend: Backend) {
         .await
         .unwrap();
     assert!(!missing.status.success());
+}
+
+async fn the_openapi_document_describes_recovery_and_administration(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let document = app.get("/api/openapi.json", None).await.expect(200);
+    let paths = &document.body["paths"];
+    for (path, method) in [
+        ("/api/v1/recovery/request", "post"),
+        ("/api/v1/recovery/confirm", "post"),
+        ("/api/v1/recovery/complete", "post"),
+        ("/api/v1/recovery/cancel", "post"),
+        ("/api/v1/me/recovery", "delete"),
+        ("/api/v1/me/2fa/recovery-settings", "put"),
+        ("/api/v1/password/forgot", "post"),
+        ("/api/v1/password/reset", "post"),
+        ("/api/v1/admin/users", "get"),
+        ("/api/v1/admin/users/{id}/reset-2fa", "post"),
+        ("/api/v1/admin/reset-requests", "get"),
+        ("/api/v1/admin/reset-requests/{id}/approve", "post"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+    }
 }
