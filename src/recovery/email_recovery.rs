@@ -6,7 +6,6 @@ use serde_json::json;
 
 use super::requests::{self, RequestKind};
 use super::{notices, RecoveryError, COMPLETION_WINDOW_SECONDS, LINK_LIFETIME_SECONDS, REMINDER_LEAD_SECONDS};
-use crate::accounts::email::Email;
 use crate::accounts::sessions::{self, IssuedSession, SessionState};
 use crate::accounts::{self, password_policy, throttle};
 use crate::app::AppState;
@@ -30,16 +29,9 @@ pub async fn request_email_recovery(state: &AppState, client: &ClientInfo, email
 }
 
 async fn send_recovery_email(state: &AppState, client: &ClientInfo, email: &str) -> anyhow::Result<()> {
-    let Ok(email) = Email::parse(email) else {
-        return Ok(());
-    };
     let now = state.clock.unix();
     let mut tx = state.store.begin().await?;
-    if !requests::within_address_limit(&mut tx, state, RequestKind::Recovery, &email, now).await? {
-        tx.commit().await?;
-        return Ok(());
-    }
-    let Some(user) = store::users::find_by_email(&mut tx, email.as_str()).await? else {
+    let Some(user) = requests::requested_account(&mut tx, state, RequestKind::Recovery, email, now).await? else {
         tx.commit().await?;
         return Ok(());
     };

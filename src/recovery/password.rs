@@ -5,10 +5,9 @@
 use serde_json::json;
 
 use super::requests::{self, RequestKind};
-use crate::accounts::email::Email;
+use crate::accounts;
 use crate::accounts::password_policy::{self, WeakPassword};
 use crate::accounts::throttle::{self, Blocked};
-use crate::accounts::{self};
 use crate::app::AppState;
 use crate::audit::{self, ClientInfo, Event};
 use crate::crypto::random_token;
@@ -74,16 +73,9 @@ pub async fn forgot(state: &AppState, client: &ClientInfo, email: &str) -> Resul
 }
 
 async fn send_reset_email(state: &AppState, client: &ClientInfo, email: &str) -> anyhow::Result<()> {
-    let Ok(email) = Email::parse(email) else {
-        return Ok(());
-    };
     let now = state.clock.unix();
     let mut tx = state.store.begin().await?;
-    if !requests::within_address_limit(&mut tx, state, RequestKind::PasswordReset, &email, now).await? {
-        tx.commit().await?;
-        return Ok(());
-    }
-    let Some(user) = store::users::find_by_email(&mut tx, email.as_str()).await? else {
+    let Some(user) = requests::requested_account(&mut tx, state, RequestKind::PasswordReset, email, now).await? else {
         tx.commit().await?;
         return Ok(());
     };

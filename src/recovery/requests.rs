@@ -13,6 +13,7 @@ use crate::accounts::email::Email;
 use crate::app::AppState;
 use crate::audit::ClientInfo;
 use crate::store::recovery as rows;
+use crate::store::users::{self, UserRow};
 
 /// At most this many requests of a kind per address and hour act; later ones answer the same but
 /// send nothing, so nobody can flood a mailbox through latchkey.
@@ -42,9 +43,27 @@ pub fn admit_client(state: &AppState, client: &ClientInfo, now: i64) -> Result<(
     Ok(())
 }
 
+/// The account a request is about: counted against its address first, and None when over the
+/// hourly limit, malformed, or without an account.
+pub async fn requested_account(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    kind: RequestKind,
+    email: &str,
+    now: i64,
+) -> anyhow::Result<Option<UserRow>> {
+    let Ok(email) = Email::parse(email) else {
+        return Ok(None);
+    };
+    if !within_address_limit(conn, state, kind, &email, now).await? {
+        return Ok(None);
+    }
+    Ok(users::find_by_email(conn, email.as_str()).await?)
+}
+
 /// Counts the request against the address (a keyed hash of it, so unknown addresses are not
 /// stored in clear); answers whether it is within the hourly limit.
-pub async fn within_address_limit(
+async fn within_address_limit(
     conn: &mut AnyConnection,
     state: &AppState,
     kind: RequestKind,

@@ -15,7 +15,6 @@ on_both_databases!(
     after_a_reset_policy_decides_the_next_login,
     a_reset_needs_a_reason_an_admin_and_someone_else,
     a_second_admin_must_approve_when_configured,
-    the_openapi_document_describes_recovery_and_administration,
     approval_requests_expire_after_a_day,
     the_command_line_resets_a_locked_out_admin,
 );
@@ -329,6 +328,20 @@ async fn approval_requests_expire_after_a_day(backend: Backend) {
     assert_eq!(me.body["two_factor"]["enabled"], true);
 }
 
+/// The real binary on the app's database and data directory (so its master key), nothing else
+/// from this process's environment.
+fn latchkey(app: &TestApp) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LATCHKEY_DATABASE_URL", &app.database_url)
+        .env("LATCHKEY_DATA_DIR", app.data_dir.path())
+        .env("LATCHKEY_PASSWORD_HASH", "argon2id:m=1024,t=1,p=1")
+        .env("RUST_LOG", "warn");
+    command
+}
+
 async fn the_command_line_resets_a_locked_out_admin(backend: Backend) {
     let app = spawn_app_with(backend, &[("LATCHKEY_ADMIN_RESET_APPROVALS", "2")]).await;
     let admin = app.new_admin("solo@example.com").await;
@@ -361,37 +374,11 @@ async fn the_command_line_resets_a_locked_out_admin(backend: Backend) {
     let email = app.email_to("solo@example.com", RESET_SUBJECT).await;
     assert!(email.text.contains("command line"));
 
-    let missing = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+    let missing = latchkey(&app)
         .args(["user", "reset-2fa", "--email", "ghost@example.com", "--reason", "x"])
-        .env("LATCHKEY_DATABASE_URL", &app.database_url)
-        .env("LATCHKEY_DATA_DIR", app.data_dir.path())
         .output()
         .await
         .unwrap();
     assert!(!missing.status.success());
-}
-
-async fn the_openapi_document_describes_recovery_and_administration(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let document = app.get("/api/openapi.json", None).await.expect(200);
-    let paths = &document.body["paths"];
-    for (path, method) in [
-        ("/api/v1/recovery/request", "post"),
-        ("/api/v1/recovery/confirm", "post"),
-        ("/api/v1/recovery/complete", "post"),
-        ("/api/v1/recovery/cancel", "post"),
-        ("/api/v1/me/recovery", "delete"),
-        ("/api/v1/me/2fa/recovery-settings", "put"),
-        ("/api/v1/password/forgot", "post"),
-        ("/api/v1/password/reset", "post"),
-        ("/api/v1/admin/users", "get"),
-        ("/api/v1/admin/users/{id}/reset-2fa", "post"),
-        ("/api/v1/admin/reset-requests", "get"),
-        ("/api/v1/admin/reset-requests/{id}/approve", "post"),
-    ] {
-        assert!(
-            paths[path][method].is_object(),
-            "{method} {path} missing from the OpenAPI document"
-        );
-    }
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no account"));
 }

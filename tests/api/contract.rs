@@ -25,6 +25,18 @@ async fn openapi_lists_every_route_of_the_contract() {
         ("/api/v1/me/2fa/disable", "post"),
         ("/api/v1/admin/audit", "get"),
         ("/api/v1/verify", "get"),
+        ("/api/v1/password/forgot", "post"),
+        ("/api/v1/password/reset", "post"),
+        ("/api/v1/recovery/request", "post"),
+        ("/api/v1/recovery/confirm", "post"),
+        ("/api/v1/recovery/complete", "post"),
+        ("/api/v1/recovery/cancel", "post"),
+        ("/api/v1/me/recovery", "delete"),
+        ("/api/v1/me/2fa/recovery-settings", "put"),
+        ("/api/v1/admin/users", "get"),
+        ("/api/v1/admin/users/{id}/reset-2fa", "post"),
+        ("/api/v1/admin/reset-requests", "get"),
+        ("/api/v1/admin/reset-requests/{id}/approve", "post"),
     ] {
         assert!(
             paths.get(path).and_then(|item| item.get(method)).is_some(),
