@@ -19,19 +19,15 @@ use crate::twofactor;
 /// Answers at once, the same way for every address; the email (a link, or an explanation when
 /// the account has no second factor or turned email recovery off) follows from a background task.
 pub async fn request_email_recovery(state: &AppState, client: &ClientInfo, email: &str) -> Result<(), RecoveryError> {
-    let now = state.clock.unix();
-    requests::admit_client(state, client, now).map_err(|retry_after| RecoveryError::RateLimited { retry_after })?;
-    let (state, client, email) = (state.clone(), client.clone(), email.to_string());
-    requests::in_background("recovery request", async move {
-        send_recovery_email(&state, &client, &email).await
-    });
-    Ok(())
+    requests::accept(state, client, email, "recovery request", send_recovery_email)
+        .map_err(|retry_after| RecoveryError::RateLimited { retry_after })
 }
 
-async fn send_recovery_email(state: &AppState, client: &ClientInfo, email: &str) -> anyhow::Result<()> {
+async fn send_recovery_email(state: AppState, client: ClientInfo, email: String) -> anyhow::Result<()> {
+    let (state, client) = (&state, &client);
     let now = state.clock.unix();
     let mut tx = state.store.begin().await?;
-    let Some(user) = requests::requested_account(&mut tx, state, RequestKind::Recovery, email, now).await? else {
+    let Some(user) = requests::requested_account(&mut tx, state, RequestKind::Recovery, &email, now).await? else {
         tx.commit().await?;
         return Ok(());
     };

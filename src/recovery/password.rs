@@ -62,20 +62,15 @@ impl From<Blocked> for PasswordResetError {
 /// Answers at once, the same way for every address; the link follows from a background task when
 /// the account exists (at most 5 an hour per address).
 pub async fn forgot(state: &AppState, client: &ClientInfo, email: &str) -> Result<(), PasswordResetError> {
-    let now = state.clock.unix();
-    requests::admit_client(state, client, now)
-        .map_err(|retry_after| PasswordResetError::RateLimited { retry_after })?;
-    let (state, client, email) = (state.clone(), client.clone(), email.to_string());
-    requests::in_background("password reset request", async move {
-        send_reset_email(&state, &client, &email).await
-    });
-    Ok(())
+    requests::accept(state, client, email, "password reset request", send_reset_email)
+        .map_err(|retry_after| PasswordResetError::RateLimited { retry_after })
 }
 
-async fn send_reset_email(state: &AppState, client: &ClientInfo, email: &str) -> anyhow::Result<()> {
+async fn send_reset_email(state: AppState, client: ClientInfo, email: String) -> anyhow::Result<()> {
+    let (state, client) = (&state, &client);
     let now = state.clock.unix();
     let mut tx = state.store.begin().await?;
-    let Some(user) = requests::requested_account(&mut tx, state, RequestKind::PasswordReset, email, now).await? else {
+    let Some(user) = requests::requested_account(&mut tx, state, RequestKind::PasswordReset, &email, now).await? else {
         tx.commit().await?;
         return Ok(());
     };

@@ -35,11 +35,29 @@ impl RequestKind {
     }
 }
 
-/// The client's share of the per-IP budget (the one failed logins use): each request spends one.
-/// `Err(retry_after)` once it is used up.
-pub fn admit_client(state: &AppState, client: &ClientInfo, now: i64) -> Result<(), i64> {
+/// Accepts a request: spends one of the client's per-IP budget (the one failed logins use; past
+/// it, `Err(retry_after)`), then runs `work` for the address after the answer was sent. Failures
+/// of the work are logged (without the address), since nobody is waiting for them.
+pub fn accept<Work, Done>(
+    state: &AppState,
+    client: &ClientInfo,
+    email: &str,
+    what: &'static str,
+    work: Work,
+) -> Result<(), i64>
+where
+    Work: FnOnce(AppState, ClientInfo, String) -> Done,
+    Done: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let now = state.clock.unix();
     state.ip_limiter.check(client, now)?;
     state.ip_limiter.record_failure(client, now);
+    let task = work(state.clone(), client.clone(), email.to_string());
+    tokio::spawn(async move {
+        if let Err(error) = task.await {
+            tracing::warn!(error = format!("{error:#}"), "{what} failed");
+        }
+    });
     Ok(())
 }
 
@@ -73,16 +91,6 @@ async fn within_address_limit(
     let subject = hex::encode(&state.keys.token_hash(&format!("{}\0{}", kind.as_str(), email.as_str()))[..16]);
     let requests = rows::count_request(conn, &subject, kind.as_str(), now, WINDOW_SECONDS).await?;
     Ok(requests <= REQUESTS_PER_HOUR)
-}
-
-/// Runs the work of a request after the answer was sent; failures are logged (without the
-/// address), since nobody is waiting for them.
-pub fn in_background(what: &'static str, work: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
-    tokio::spawn(async move {
-        if let Err(error) = work.await {
-            tracing::warn!(error = format!("{error:#}"), "{what} failed");
-        }
-    });
 }
 
 /// Forgets request counts whose window is over.
