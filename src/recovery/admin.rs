@@ -309,9 +309,9 @@ async fn apply_reset(
         actor_id: Some(actor_id),
         detail,
     };
-    audit::record(tx, now, client, event).await?;
     let notice = notices::admin_reset(state, now, client, who, reason);
     mail::queue(tx, &state.config, &state.keys, now, &user.email, &notice).await?;
+    audit::record(tx, now, client, event).await?;
     Ok(())
 }
 

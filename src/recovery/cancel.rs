@@ -148,8 +148,8 @@ async fn end_and_notify(
         actor_id,
         detail: json!({"by": by.as_str()}),
     };
-    audit::record(conn, now, client, event).await?;
     let notice = notices::recovery_cancelled(state, now, client, by);
     mail::queue(conn, &state.config, &state.keys, now, email, &notice).await?;
+    audit::record(conn, now, client, event).await?;
     Ok(true)
 }

@@ -58,8 +58,8 @@ async fn send_recovery_email(state: AppState, client: ClientInfo, email: String)
         actor_id: None,
         detail: json!({"outcome": outcome}),
     };
-    audit::record(&mut tx, now, client, event).await?;
     mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
+    audit::record(&mut tx, now, client, event).await?;
     tx.commit().await?;
     state.wake_mailer();
     Ok(())
@@ -162,7 +162,6 @@ pub async fn confirm(
         "lost_password": lost_password,
         "completes_at": crate::clock::rfc3339(schedule.completes_at),
     }));
-    audit::record(&mut tx, now, client, event).await?;
     let notice = notices::recovery_started(
         state,
         now,
@@ -172,6 +171,7 @@ pub async fn confirm(
         &cancel_link(state, &recovery.id),
     );
     mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
+    audit::record(&mut tx, now, client, event).await?;
     tx.commit().await?;
     state.wake_mailer();
     Ok(PendingRecovery {
@@ -317,10 +317,10 @@ pub async fn complete(
         "password_replaced": lost_password,
         "sessions_revoked": sessions_revoked,
     }));
-    audit::record(&mut tx, now, client, event).await?;
     let session = sessions::issue(&mut tx, state, &user.id, SessionState::Recovered, client, now).await?;
     let notice = notices::recovery_completed(state, now, client, lost_password);
     mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
+    audit::record(&mut tx, now, client, event).await?;
     tx.commit().await?;
     state.wake_mailer();
     Ok(session)

@@ -92,10 +92,10 @@ async fn send_reset_email(state: AppState, client: ClientInfo, email: String) ->
         actor_id: None,
         detail: json!({}),
     };
-    audit::record(&mut tx, now, client, event).await?;
     let link = state.config.link(&format!("/reset-password/{token}"));
     let notice = notices::password_reset_link(state, now, client, &link, needs_second_factor);
     mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
+    audit::record(&mut tx, now, client, event).await?;
     tx.commit().await?;
     state.wake_mailer();
     Ok(())
@@ -196,9 +196,9 @@ pub async fn reset(
         "sessions_revoked": sessions_revoked,
         "second_factor": factor.map(SecondFactor::method),
     }));
-    audit::record(&mut tx, now, client, event).await?;
     let notice = notices::password_reset_done(state, now, client);
     mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
+    audit::record(&mut tx, now, client, event).await?;
     tx.commit().await?;
     state.wake_mailer();
     Ok(())

@@ -71,9 +71,9 @@ pub async fn set_email_recovery(
         }
         let event = Event::by_user("recovery_settings_changed", &session.user_id)
             .with_detail(json!({"email_recovery": enabled}));
-        audit::record(&mut tx, now, client, event).await?;
         let notice = notices::email_recovery_changed(state, now, client, enabled);
         mail::queue(&mut tx, &state.config, &state.keys, now, &session.email, &notice).await?;
+        audit::record(&mut tx, now, client, event).await?;
     }
     tx.commit().await?;
     state.wake_mailer();
