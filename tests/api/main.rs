@@ -8,5 +8,6 @@ mod accounts;
 mod audit_and_email;
 mod cli;
 mod contract;
+mod pages;
 mod two_factor;
 mod webauthn;

@@ -11,7 +11,9 @@ use crate::audit::{self, ClientInfo};
 use crate::http::error::ApiError;
 use crate::http::web::auth::PageQuery;
 use crate::http::web::forms::{next_or_account, SessionForm};
-use crate::http::web::page::{field_message, notice, readable_time, render, render_status, see_other, Layout, PageError};
+use crate::http::web::page::{
+    field_message, notice, readable_time, render, render_status, see_other, Layout, PageError,
+};
 use crate::http::web::session::{add_cookie, clear_session_cookie, reauth_redirect, FullPageSession};
 use crate::twofactor::{backup_codes, enrollment, SecondFactor};
 
@@ -227,7 +229,10 @@ pub async fn reauth(
                 .ok_or_else(|| PageError::bad_request("Unknown method."))?,
         ),
     };
-    match accounts::reauthenticate(&state, &client, &session, proof).await.map_err(ApiError::from) {
+    match accounts::reauthenticate(&state, &client, &session, proof)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(_) => Ok(see_other(&next)),
         Err(error) if error.status.is_client_error() => {
             let message = if error.code == "invalid_credentials" {

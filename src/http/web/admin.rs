@@ -46,8 +46,15 @@ pub async fn audit_log(
     AdminPageSession(session): AdminPageSession,
     Query(query): Query<AuditQuery>,
 ) -> Result<Response, PageError> {
-    let user_id = query.user_id.map(|id| id.trim().to_string()).filter(|id| !id.is_empty());
-    let after = query.after.and_then(|after| after.trim().parse::<i64>().ok()).unwrap_or(0).max(0);
+    let user_id = query
+        .user_id
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty());
+    let after = query
+        .after
+        .and_then(|after| after.trim().parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
     let (events, next) = audit::page(&state.store, user_id.as_deref(), after, AUDIT_PAGE_SIZE).await?;
     let next_link = next.map(|next| match &user_id {
         Some(id) => format!("/admin/audit?user_id={}&after={next}", encode_next(id)),

@@ -62,7 +62,12 @@ impl SignupPage {
 }
 
 /// Renders a signed-out page with its double-submit cookie.
-fn public_page(state: &AppState, csrf: &PublicCsrf, status: StatusCode, page: &impl Template) -> Result<Response, PageError> {
+fn public_page(
+    state: &AppState,
+    csrf: &PublicCsrf,
+    status: StatusCode,
+    page: &impl Template,
+) -> Result<Response, PageError> {
     let mut response = render_status(status, page)?;
     add_cookie(&mut response, csrf.cookie(state));
     Ok(response)
@@ -87,7 +92,10 @@ pub async fn signup(
     csrf: PublicCsrf,
     PublicForm(form): PublicForm<Credentials>,
 ) -> Result<Response, PageError> {
-    match accounts::signup(&state, &client, &form.email, &form.password).await.map_err(ApiError::from) {
+    match accounts::signup(&state, &client, &form.email, &form.password)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(_) => {}
         Err(error) if error.status.is_client_error() => {
             let mut page = SignupPage::new(&state, &csrf);
@@ -149,7 +157,10 @@ pub async fn login(
     PublicForm(form): PublicForm<Credentials>,
 ) -> Result<Response, PageError> {
     let next = next_or_account(form.next.as_deref());
-    match accounts::login(&state, &client, &form.email, &form.password).await.map_err(ApiError::from) {
+    match accounts::login(&state, &client, &form.email, &form.password)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(outcome) => signed_in(&state, outcome, &next),
         Err(error) if error.status.is_client_error() => {
             let page = LoginPage {
@@ -171,7 +182,11 @@ pub async fn login(
 fn signed_in(state: &AppState, outcome: LoginOutcome, next: &str) -> Result<Response, PageError> {
     Ok(match outcome {
         LoginOutcome::Authenticated(issued) => {
-            let target = if issued.state.as_str() == "full" { next } else { "/account/2fa/setup" };
+            let target = if issued.state.as_str() == "full" {
+                next
+            } else {
+                "/account/2fa/setup"
+            };
             let mut response = see_other(target);
             add_cookie(&mut response, session_cookie(&state.config, &issued.token));
             response
@@ -184,7 +199,10 @@ fn signed_in(state: &AppState, outcome: LoginOutcome, next: &str) -> Result<Resp
                 format!("/login/2fa?next={}", crate::http::web::forms::encode_next(next))
             };
             let mut response = see_other(&target);
-            add_cookie(&mut response, challenge_cookie(&state.config, &challenge.token, lifetime));
+            add_cookie(
+                &mut response,
+                challenge_cookie(&state.config, &challenge.token, lifetime),
+            );
             response
         }
     })
@@ -216,7 +234,10 @@ pub async fn second_step_page(
     parts: Parts,
     Query(query): Query<PageQuery>,
 ) -> Result<Response, PageError> {
-    if cookie(&parts, CHALLENGE_COOKIE).filter(|token| !token.is_empty()).is_none() {
+    if cookie(&parts, CHALLENGE_COOKIE)
+        .filter(|token| !token.is_empty())
+        .is_none()
+    {
         return Ok(see_other("/login"));
     }
     let page = SecondStepPage {
@@ -251,7 +272,10 @@ pub async fn second_step(
     };
     let method = method_of(form.method.as_deref());
     let factor = SecondFactor::parse(method, &form.code).ok_or_else(|| PageError::bad_request("Unknown method."))?;
-    match challenge::complete(&state, &client, &token, &factor).await.map_err(ApiError::from) {
+    match challenge::complete(&state, &client, &token, &factor)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(completed) => {
             let mut response = see_other(&next);
             add_cookie(&mut response, clear_challenge_cookie(&state.config));
@@ -284,10 +308,16 @@ pub struct LogoutPage {
     layout: Layout,
 }
 
-pub async fn logout_page(State(state): State<AppState>, PageSession(session): PageSession) -> Result<Response, PageError> {
-    render_status(StatusCode::OK, &LogoutPage {
-        layout: Layout::signed_in(&state, &session, "Sign out"),
-    })
+pub async fn logout_page(
+    State(state): State<AppState>,
+    PageSession(session): PageSession,
+) -> Result<Response, PageError> {
+    render_status(
+        StatusCode::OK,
+        &LogoutPage {
+            layout: Layout::signed_in(&state, &session, "Sign out"),
+        },
+    )
 }
 
 #[derive(Deserialize)]

@@ -46,7 +46,10 @@ impl PublicCsrf {
 }
 
 fn is_token_shaped(value: &str) -> bool {
-    (20..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (20..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[derive(Deserialize)]
@@ -70,11 +73,13 @@ async fn read_form<T: DeserializeOwned, S: Send + Sync>(
         .ok()
         .and_then(|field| field.csrf)
         .unwrap_or_default();
-    let matches = expected.is_some_and(|expected| !sent.is_empty() && constant_time_eq(sent.as_bytes(), expected.as_bytes()));
+    let matches =
+        expected.is_some_and(|expected| !sent.is_empty() && constant_time_eq(sent.as_bytes(), expected.as_bytes()));
     if !matches {
         return Err(PageError::csrf());
     }
-    serde_urlencoded::from_bytes(&body).map_err(|_| PageError::bad_request("The form is missing a field. Reload the page and try again."))
+    serde_urlencoded::from_bytes(&body)
+        .map_err(|_| PageError::bad_request("The form is missing a field. Reload the page and try again."))
 }
 
 /// A signed-out form that passed the double-submit check.

@@ -29,7 +29,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/logout", get(auth::logout_page).post(auth::logout))
         .route("/account", get(account::overview).post(account::overview_action))
         .route("/account/reauth", get(account::reauth_page).post(account::reauth))
-        .route("/account/password", get(account::password_page).post(account::change_password))
+        .route(
+            "/account/password",
+            get(account::password_page).post(account::change_password),
+        )
         .route(
             "/account/2fa/setup",
             get(two_factor::setup_page).post(two_factor::confirm_setup),

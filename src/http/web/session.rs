@@ -63,7 +63,14 @@ pub fn clear_session_cookie(config: &Config) -> Option<HeaderValue> {
 }
 
 pub fn challenge_cookie(config: &Config, token: &str, lifetime: i64) -> Option<HeaderValue> {
-    cookie_header(config, CHALLENGE_COOKIE, token, SameSite::Strict, "/login", Some(lifetime))
+    cookie_header(
+        config,
+        CHALLENGE_COOKIE,
+        token,
+        SameSite::Strict,
+        "/login",
+        Some(lifetime),
+    )
 }
 
 pub fn clear_challenge_cookie(config: &Config) -> Option<HeaderValue> {
@@ -145,7 +152,9 @@ where
         }
         let app = AppState::from_ref(state);
         if !session.is_sudo(app.clock.unix()) {
-            return Err(reauth_redirect(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/admin")));
+            return Err(reauth_redirect(
+                parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/admin"),
+            ));
         }
         Ok(AdminPageSession(session))
     }

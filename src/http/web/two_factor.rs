@@ -68,7 +68,11 @@ async fn setup_page_for(
     })
 }
 
-async fn show_setup(state: &AppState, session: &CurrentSession, error: Option<(StatusCode, String)>) -> Result<Response, PageError> {
+async fn show_setup(
+    state: &AppState,
+    session: &CurrentSession,
+    error: Option<(StatusCode, String)>,
+) -> Result<Response, PageError> {
     let (status, message) = match error {
         Some((status, message)) => (status, Some(message)),
         None => (StatusCode::OK, None),
@@ -80,7 +84,10 @@ async fn show_setup(state: &AppState, session: &CurrentSession, error: Option<(S
     }
 }
 
-pub async fn setup_page(State(state): State<AppState>, PageSession(session): PageSession) -> Result<Response, PageError> {
+pub async fn setup_page(
+    State(state): State<AppState>,
+    PageSession(session): PageSession,
+) -> Result<Response, PageError> {
     show_setup(&state, &session, None).await
 }
 
@@ -135,7 +142,15 @@ pub async fn confirm_setup(
             None => Ok(see_other("/account?done=authenticator_replaced")),
         },
         Err(error) if error.code == "no_pending_setup" => {
-            show_setup(&state, &session, Some((error.status, "That setup expired, so here is a new key. Scan it again and enter the new code.".into()))).await
+            show_setup(
+                &state,
+                &session,
+                Some((
+                    error.status,
+                    "That setup expired, so here is a new key. Scan it again and enter the new code.".into(),
+                )),
+            )
+            .await
         }
         Err(error) if error.status.is_client_error() => {
             let message = if error.code == "invalid_code" {
