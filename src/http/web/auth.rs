@@ -308,10 +308,11 @@ pub struct LogoutPage {
     layout: Layout,
 }
 
-pub async fn logout_page(
-    State(state): State<AppState>,
-    PageSession(session): PageSession,
-) -> Result<Response, PageError> {
+/// `GET /logout` asks first: following a link (or a prefetch) must not sign anyone out.
+pub async fn logout_page(State(state): State<AppState>, parts: Parts) -> Result<Response, PageError> {
+    let Some(session) = session::from_cookie(&state, &parts).await? else {
+        return Ok(see_other("/login"));
+    };
     render_status(
         StatusCode::OK,
         &LogoutPage {
