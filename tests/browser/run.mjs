@@ -36,6 +36,7 @@ async function main() {
   const world = { server, smtp, browser, screenshots: SCREENSHOTS, users: {} };
   let passed = 0;
   let failed = 0;
+  let skipped = 0;
   for (const { name, run } of tests) {
     if (only && !name.includes(only)) continue;
     const started = Date.now();
@@ -44,6 +45,11 @@ async function main() {
       passed += 1;
       console.log(`ok - ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
     } catch (error) {
+      if (error.skip) {
+        skipped += 1;
+        console.log(`skip - ${name}: ${error.message}`);
+        continue;
+      }
       failed += 1;
       console.log(`not ok - ${name}\n${String(error.stack || error).replace(/^/gm, "    ")}`);
     }
@@ -52,7 +58,7 @@ async function main() {
   await server.stop();
   smtp.stop();
   if (failed) console.log(`server log (last lines):\n${server.log.join("").split("\n").slice(-40).join("\n")}`);
-  console.log(`${passed} passed, ${failed} failed`);
+  console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
   process.exit(failed ? 1 : 0);
 }
 

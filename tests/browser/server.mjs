@@ -17,15 +17,17 @@ async function freePort() {
 }
 
 export class Server {
-  constructor(smtp, overrides = {}) {
+  /** `host` names the server in its public URL (WebAuthn needs a domain name such as localhost, not an IP). */
+  constructor(smtp, overrides = {}, { host = "127.0.0.1" } = {}) {
     this.smtp = smtp;
     this.overrides = overrides;
+    this.host = host;
   }
 
   async start() {
     this.dataDir = mkdtempSync(path.join(os.tmpdir(), "latchkey-browser-"));
     this.port = await freePort();
-    this.url = `http://127.0.0.1:${this.port}`;
+    this.url = `http://${this.host}:${this.port}`;
     this.env = {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
@@ -49,7 +51,7 @@ export class Server {
     for (;;) {
       if (this.process.exitCode !== null) throw new Error(`latchkey exited: ${this.log.join("")}`);
       try {
-        const response = await fetch(`${this.url}/healthz`);
+        const response = await fetch(`http://127.0.0.1:${this.port}/healthz`);
         if (response.ok) return this;
       } catch {
         // not listening yet

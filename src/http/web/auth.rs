@@ -18,7 +18,7 @@ use crate::http::web::session::{
     self, add_cookie, challenge_cookie, clear_challenge_cookie, clear_session_cookie, session_cookie, PageSession,
     CHALLENGE_COOKIE,
 };
-use crate::twofactor::{challenge, SecondFactor};
+use crate::twofactor::{challenge, webauthn, SecondFactor};
 
 /// `GET /`: the account for a signed-in browser, else the sign-in page.
 pub async fn home(State(state): State<AppState>, parts: Parts) -> Result<Response, PageError> {
@@ -214,17 +214,19 @@ pub struct SecondStepPage {
     layout: Layout,
     csrf: String,
     next: String,
-    /// `totp` or `backup_code`.
+    /// `totp`, `backup_code` or `webauthn`.
     method: &'static str,
+    /// Handed to the security-key script, which starts the ceremony with it.
+    challenge_token: String,
     error: Option<String>,
     locked: bool,
 }
 
 fn method_of(text: Option<&str>) -> &'static str {
-    if text == Some("backup_code") {
-        "backup_code"
-    } else {
-        "totp"
+    match text {
+        Some("backup_code") => "backup_code",
+        Some("webauthn") => "webauthn",
+        _ => "totp",
     }
 }
 
@@ -234,17 +236,16 @@ pub async fn second_step_page(
     parts: Parts,
     Query(query): Query<PageQuery>,
 ) -> Result<Response, PageError> {
-    if cookie(&parts, CHALLENGE_COOKIE)
-        .filter(|token| !token.is_empty())
-        .is_none()
-    {
+    let Some(token) = cookie(&parts, CHALLENGE_COOKIE).filter(|token| !token.is_empty()) else {
         return Ok(see_other("/login"));
-    }
+    };
+    let method = method_of(query.method.as_deref());
     let page = SecondStepPage {
         layout: Layout::public(&state, "Two-step verification"),
         csrf: csrf.0.clone(),
         next: next_or_account(query.next.as_deref()),
-        method: method_of(query.method.as_deref()),
+        method,
+        challenge_token: if method == "webauthn" { token } else { String::new() },
         error: None,
         locked: false,
     };
@@ -256,6 +257,8 @@ pub struct CodeForm {
     method: Option<String>,
     #[serde(default)]
     code: String,
+    /// A security key's signed answer (JSON), from the WebAuthn script.
+    credential: Option<String>,
     next: Option<String>,
 }
 
@@ -271,11 +274,16 @@ pub async fn second_step(
         return Ok(see_other("/login?done=sign_in_expired"));
     };
     let method = method_of(form.method.as_deref());
-    let factor = SecondFactor::parse(method, &form.code).ok_or_else(|| PageError::bad_request("Unknown method."))?;
-    match challenge::complete(&state, &client, &token, &factor)
-        .await
-        .map_err(ApiError::from)
-    {
+    let outcome = if method == "webauthn" {
+        let credential = serde_json::from_str::<serde_json::Value>(form.credential.as_deref().unwrap_or_default())
+            .unwrap_or(serde_json::Value::Null);
+        webauthn::login::finish(&state, &client, &token, &credential).await
+    } else {
+        let factor =
+            SecondFactor::parse(method, &form.code).ok_or_else(|| PageError::bad_request("Unknown method."))?;
+        challenge::complete(&state, &client, &token, &factor).await
+    };
+    match outcome.map_err(ApiError::from) {
         Ok(completed) => {
             let mut response = see_other(&next);
             add_cookie(&mut response, clear_challenge_cookie(&state.config));
@@ -293,6 +301,11 @@ pub async fn second_step(
                 csrf: csrf.0.clone(),
                 next,
                 method,
+                challenge_token: if method == "webauthn" {
+                    token.clone()
+                } else {
+                    String::new()
+                },
                 locked: error.extra.contains_key("locked"),
                 error: Some(field_message(&error)),
             };

@@ -8,6 +8,7 @@ mod assets;
 mod auth;
 mod forms;
 mod page;
+mod security_keys;
 mod session;
 mod two_factor;
 
@@ -44,6 +45,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route(
             "/account/2fa/disable",
             get(two_factor::disable_page).post(two_factor::disable),
+        )
+        .route(
+            "/account/2fa/security-keys",
+            get(security_keys::security_keys_page).post(security_keys::change_security_keys),
         )
         .route("/admin/audit", get(admin::audit_log))
         .route("/static/{file}", get(assets::serve))

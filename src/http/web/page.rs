@@ -261,6 +261,8 @@ pub fn notice(done: Option<&str>) -> Option<&'static str> {
         "email_recovery_on" => "Recovery by email is on.",
         "email_recovery_off" => "Recovery by email is off. Keep your backup codes safe.",
         "password_reset" => "Your password was reset. Sign in with the new one.",
+        "security_key_added" => "Your security key was added. You can use it at your next sign-in.",
+        "security_key_removed" => "The security key was removed.",
         _ => return None,
     })
 }

@@ -108,7 +108,12 @@ pub struct CodesShownPage {
     just_enabled: bool,
 }
 
-fn codes_page(state: &AppState, session: &CurrentSession, codes: Vec<String>, just_enabled: bool) -> CodesShownPage {
+pub fn codes_page(
+    state: &AppState,
+    session: &CurrentSession,
+    codes: Vec<String>,
+    just_enabled: bool,
+) -> CodesShownPage {
     let mut text = format!(
         "{} backup codes for {}\nEach code works once. Keep them somewhere safe.\n\n",
         state.config.product_name, session.email
