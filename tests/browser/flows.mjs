@@ -216,13 +216,16 @@ test("forms with a missing or forged CSRF token are refused", async (world) => {
 });
 
 test("confirm it's you before a sensitive change, and never return to another site", async (world) => {
-  const server = await new Server(world.smtp, { LATCHKEY_SUDO_TTL: "2s" }).start();
+  // Sudo lasts 3 s here; sudo_until is whole seconds, so waiting 4.2 s always outlasts it.
+  const server = await new Server(world.smtp, { LATCHKEY_SUDO_TTL: "3s" }).start();
   try {
     const page = await newPage(world, { baseURL: server.url });
     await signUp(page, "bob@example.com");
-    await page.waitForTimeout(2500);
-    await page.getByRole("link", { name: "Change password" }).click();
-    await page.waitForURL(/\/account\/reauth\?next=%2Faccount%2Fpassword/);
+    await page.waitForTimeout(4200);
+    await Promise.all([
+      page.waitForURL(/\/account\/reauth\?next=%2Faccount%2Fpassword/),
+      page.getByRole("link", { name: "Change password" }).click(),
+    ]);
     await screenshot(world, page, "reauth");
     await page.getByLabel("Password").fill("not my password");
     await page.getByRole("button", { name: "Continue" }).click();
@@ -238,7 +241,6 @@ test("confirm it's you before a sensitive change, and never return to another si
     await page.getByRole("button", { name: "Change password" }).click();
     await page.waitForURL(/\/account\?done=password_changed/);
 
-    await page.waitForTimeout(2500);
     for (const evil of ["//evil.example/", "https://evil.example/", "/\\evil.example"]) {
       await page.goto(`/account/reauth?next=${encodeURIComponent(evil)}`);
       await page.getByLabel("Password").fill("a brand new passphrase");
