@@ -4,6 +4,7 @@
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod web;
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
-        .fallback(|| async { ApiError::not_found() })
+        .merge(web::routes(state.clone()))
+        .fallback(web::not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This path does not take that method.")
         })

@@ -240,3 +240,16 @@ pub async fn delete_old_challenges(conn: &mut AnyConnection, before: i64) -> sql
         .await?;
     Ok(result.rows_affected())
 }
+
+/// The pending TOTP secret with its expiry, so a page can show the same QR code again.
+pub async fn pending_totp_with_expiry(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: i64,
+) -> sqlx::Result<Option<(Vec<u8>, i64)>> {
+    sqlx::query_as("SELECT secret, expires_at FROM totp_pending WHERE user_id = $1 AND expires_at > $2")
+        .bind(user_id)
+        .bind(now)
+        .fetch_optional(conn)
+        .await
+}

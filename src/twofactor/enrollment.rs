@@ -93,15 +93,37 @@ pub async fn start_totp_setup(state: &AppState, session: &CurrentSession) -> Res
         expires_at,
     )
     .await?;
-    let encoded = totp::encode_secret_base32(&secret);
-    let otpauth_uri = totp::otpauth_uri(&state.config.product_name, &session.email, &secret);
-    Ok(TotpSetup {
+    Ok(describe_setup(state, session, &secret, expires_at))
+}
+
+/// The pending setup again, with the same secret, so the page can show the QR code a second time
+/// after a mistyped code instead of replacing a key the user may already have scanned.
+pub async fn pending_totp_setup(
+    state: &AppState,
+    session: &CurrentSession,
+) -> Result<Option<TotpSetup>, EnrollmentError> {
+    let now = state.clock.unix();
+    if !may_enroll(session, now) {
+        return Err(EnrollmentError::ReauthRequired);
+    }
+    let mut conn = state.store.read().await?;
+    let Some((sealed, expires_at)) = rows::pending_totp_with_expiry(&mut conn, &session.user_id, now).await? else {
+        return Ok(None);
+    };
+    let secret = state.keys.open_secret(&session.user_id, &sealed)?;
+    Ok(Some(describe_setup(state, session, &secret, expires_at)))
+}
+
+fn describe_setup(state: &AppState, session: &CurrentSession, secret: &[u8], expires_at: i64) -> TotpSetup {
+    let encoded = totp::encode_secret_base32(secret);
+    let otpauth_uri = totp::otpauth_uri(&state.config.product_name, &session.email, secret);
+    TotpSetup {
         qr_svg: totp::qr_svg(&otpauth_uri),
         secret_grouped: totp::grouped_key(&encoded),
         secret: encoded,
         otpauth_uri,
         expires_at: rfc3339(expires_at),
-    })
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
