@@ -17,6 +17,7 @@ on_both_databases!(
     second_step_and_enrollment_work_through_forms,
     unfinished_sessions_are_sent_to_enrollment,
     unknown_paths_answer_html_for_browsers_and_json_for_the_api,
+    admin_pages_need_an_administrator_and_a_reason,
 );
 
 /// A browser without JavaScript: form posts, cookies by hand, no redirects followed.
@@ -154,6 +155,30 @@ async fn signed_out_pages_render_with_labels_and_buttons(backend: Backend) {
         .contains("<label for=\"email\">Email</label>")
         .contains("<label for=\"password\">Password</label>")
         .contains(">Create account</button>");
+    for path in ["/recover", "/forgot-password"] {
+        browser
+            .get(path)
+            .await
+            .expect(200)
+            .contains("<label for=\"email\">Email</label>")
+            .contains("name=\"csrf\"");
+    }
+    // Links that never existed (or expired) explain themselves instead of showing a form.
+    browser
+        .get("/recover/not-a-token")
+        .await
+        .expect(400)
+        .contains("This link has expired");
+    browser
+        .get("/reset-password/not-a-token")
+        .await
+        .expect(400)
+        .contains("This link has expired");
+    browser
+        .get("/recover/cancel/not-a-token")
+        .await
+        .expect(200)
+        .contains("Cancel recovery");
     // Without a pending sign-in, the second step sends the browser back to the first.
     assert_eq!(browser.get("/login/2fa").await.expect(303).location(), "/login");
     assert_eq!(browser.get("/").await.expect(303).location(), "/login");
@@ -511,4 +536,53 @@ async fn unknown_paths_answer_html_for_browsers_and_json_for_the_api(backend: Ba
     let body: serde_json::Value = api.json().await.unwrap();
     assert_eq!(body["error"], "not_found");
     app.get("/no/such/page", None).await.expect_error(404, "not_found");
+}
+
+async fn admin_pages_need_an_administrator_and_a_reason(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let target = app.new_user("target@example.com").await;
+    app.enroll_totp(&target.token).await;
+    app.signup("member@example.com").await;
+    app.new_admin("boss@example.com").await;
+
+    let mut member = Browser::new(&app);
+    member.sign_in("member@example.com").await;
+    member.get("/admin").await.expect(403).contains("Only administrators");
+    member.get(&format!("/admin/users/{}", target.id)).await.expect(403);
+
+    let mut admin = Browser::new(&app);
+    admin.sign_in("boss@example.com").await;
+    admin
+        .get("/admin?email=target")
+        .await
+        .expect(200)
+        .contains(&format!("href=\"/admin/users/{}\"", target.id));
+    let page = admin.get(&format!("/admin/users/{}", target.id)).await.expect(200);
+    page.contains("<label for=\"reason\">Reason</label>")
+        .contains(">Reset two-factor authentication</button>");
+    let path = format!("/admin/users/{}", target.id);
+    admin
+        .post(&path, &[("csrf", &page.csrf()), ("reason", "   ")])
+        .await
+        .expect(400)
+        .contains("aria-describedby=\"reason-hint reason-error\"");
+    admin
+        .post(&path, &[("reason", "Lost phone, identity checked")])
+        .await
+        .expect(403);
+    let done = admin
+        .post(
+            &path,
+            &[("csrf", &page.csrf()), ("reason", "Lost phone, identity checked")],
+        )
+        .await
+        .expect(303);
+    assert_eq!(done.location(), format!("{path}?done=two_factor_reset"));
+    app.email_to("target@example.com", "reset your two-factor").await;
+    let login = app.login("target@example.com").await.expect(200);
+    assert_eq!(
+        login.body["status"], "authenticated",
+        "single-step sign-in after the reset"
+    );
+    admin.get("/admin/users/no-such-user").await.expect(404);
 }

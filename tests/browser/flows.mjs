@@ -3,10 +3,12 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
 import { Server } from "./server.mjs";
+import { linkContaining } from "./smtp-sink.mjs";
 import {
   PASSWORD,
   describedError,
   enroll,
+  finishEnrollment,
   enterAuthenticatorCode,
   newPage,
   pathOf,
@@ -255,6 +257,136 @@ test("confirm it's you before a sensitive change, and never return to another si
   }
 });
 
+test("recover by email after losing the authenticator: waiting period, password, new authenticator", async (world) => {
+  const page = await newPage(world);
+  await signUp(page, "grace@example.com");
+  await enroll(page);
+  await signOut(page);
+
+  await signIn(page, "grace@example.com");
+  await page.getByRole("link", { name: "Lost your authenticator?" }).click();
+  await page.waitForURL(/\/recover$/);
+  await screenshot(world, page, "recover");
+  // The same answer for an unknown address as for a real one.
+  await page.getByLabel("Email").fill("nobody@example.com");
+  await page.getByRole("button", { name: "Send recovery email" }).click();
+  const unknown = (await page.locator(".alert").textContent()).replace("nobody@example.com", "ADDRESS");
+  await page.goto("/recover");
+  await page.getByLabel("Email").fill("grace@example.com");
+  await page.getByRole("button", { name: "Send recovery email" }).click();
+  const known = (await page.locator(".alert").textContent()).replace("grace@example.com", "ADDRESS");
+  assert.equal(known, unknown, "the page does not tell whether the account exists");
+
+  const email = await world.smtp.waitFor("grace@example.com", "Recover your account");
+  const link = linkContaining(email, "/recover/");
+  await page.goto(link);
+  await page.getByText("waiting period").first().waitFor();
+  await screenshot(world, page, "recover-link");
+  await page.getByRole("button", { name: "Start recovery" }).click();
+  // LATCHKEY_RECOVERY_DELAY=0s: the waiting period is already over.
+  await world.smtp.waitFor("grace@example.com", "Recovery of your account has started");
+  await page.getByLabel("Password").fill("wrong password");
+  await page.getByRole("button", { name: "Finish recovery" }).click();
+  assert.match(await describedError(page, "Password"), /not right/);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Finish recovery" }).click();
+  await page.waitForURL(/\/account\/2fa\/setup/);
+  await page.getByText("You're back in").waitFor();
+  await screenshot(world, page, "recovered-setup");
+  await page.goto("/account");
+  assert.equal(pathOf(page), "/account/2fa/setup", "a recovered session may only enroll");
+  await finishEnrollment(page);
+  await page.getByText("10 left").waitFor();
+  await world.smtp.waitFor("grace@example.com", "Your account was recovered");
+
+  await page.goto(link);
+  await page.getByRole("heading", { name: "This link has expired" }).waitFor();
+  await page.context().close();
+});
+
+test("a pending recovery shows on the account page and can be cancelled there or from the email", async (world) => {
+  const owner = await newPage(world);
+  await signUp(owner, "heidi@example.com");
+  await enroll(owner);
+
+  const stranger = await newPage(world);
+  const start = async (lostPassword) => {
+    const before = world.smtp.emails.length;
+    await stranger.goto("/recover");
+    await stranger.getByLabel("Email").fill("heidi@example.com");
+    await stranger.getByRole("button", { name: "Send recovery email" }).click();
+    const link = linkContaining(await world.smtp.waitFor("heidi@example.com", "Recover your account", { after: before }), "/recover/");
+    await stranger.goto(link);
+    if (lostPassword) await stranger.getByLabel("I have lost my password too").check();
+    await stranger.getByRole("button", { name: "Start recovery" }).click();
+    const notice = await world.smtp.waitFor("heidi@example.com", "Recovery of your account has started", { after: before });
+    return { link, cancel: linkContaining(notice, "/recover/cancel/") };
+  };
+
+  // Lost password too: the longer waiting period (7 days by default) applies.
+  const first = await start(true);
+  await stranger.getByText("Recovery started").waitFor();
+  await screenshot(world, stranger, "recover-pending");
+  await owner.goto("/account");
+  await owner.getByRole("heading", { name: "An account recovery is in progress" }).waitFor();
+  await screenshot(world, owner, "account-recovery-pending");
+  await owner.getByRole("button", { name: "Cancel recovery" }).click();
+  await owner.getByText("The account recovery was cancelled").waitFor();
+  assert.equal(await owner.getByRole("heading", { name: "An account recovery is in progress" }).count(), 0);
+  const cancelled = await stranger.goto(first.link);
+  assert.equal(cancelled.status(), 410);
+
+  const second = await start(true);
+  await owner.goto(second.cancel);
+  await screenshot(world, owner, "recover-cancel");
+  await owner.getByRole("button", { name: "Cancel recovery" }).click();
+  await owner.getByRole("heading", { name: "Recovery cancelled" }).waitFor();
+  await owner.goto("/account");
+  assert.equal(await owner.getByRole("heading", { name: "An account recovery is in progress" }).count(), 0);
+
+  // The owner can turn recovery by email off altogether.
+  await owner.getByRole("button", { name: "Turn off recovery by email" }).click();
+  await owner.getByText("Recovery by email is off. Keep your backup codes safe.").waitFor();
+  await owner.getByRole("button", { name: "Turn on recovery by email" }).waitFor();
+  const before = world.smtp.emails.length;
+  await stranger.goto("/recover");
+  await stranger.getByLabel("Email").fill("heidi@example.com");
+  await stranger.getByRole("button", { name: "Send recovery email" }).click();
+  await world.smtp.waitFor("heidi@example.com", "Account recovery by email is turned off", { after: before });
+  await owner.context().close();
+  await stranger.context().close();
+});
+
+test("reset a forgotten password: the emailed link plus a second factor", async (world) => {
+  const page = await newPage(world);
+  await signUp(page, "ivan@example.com");
+  const { authenticator, codes } = await enroll(page);
+  await signOut(page);
+  await page.getByRole("link", { name: "Forgot your password?" }).click();
+  await page.getByLabel("Email").fill("ivan@example.com");
+  await page.getByRole("button", { name: "Send reset link" }).click();
+  await page.getByText("Check your email").waitFor();
+  const link = linkContaining(await world.smtp.waitFor("ivan@example.com", "Reset your password"), "/reset-password/");
+  await page.goto(link);
+  await screenshot(world, page, "reset-password");
+  await page.getByLabel("New password").fill("a fresh passphrase here");
+  await page.getByLabel("Code").fill("000000");
+  await page.getByRole("button", { name: "Set new password" }).click();
+  assert.match(await describedError(page, "Code"), /not right/);
+  await page.getByLabel("New password").fill("a fresh passphrase here");
+  await page.getByLabel("Code").fill(await authenticator.code());
+  await page.getByRole("button", { name: "Set new password" }).click();
+  await page.waitForURL(/\/login\?done=password_reset/);
+  await signIn(page, "ivan@example.com", "a fresh passphrase here");
+  await page.getByRole("link", { name: "Use a backup code instead" }).click();
+  await page.getByLabel("Code").fill(codes[0]);
+  await page.getByRole("button", { name: "Verify" }).click();
+  await page.waitForURL(/\/account$/);
+  await page.goto(link);
+  await page.getByRole("heading", { name: "This link has expired" }).waitFor();
+  await page.context().close();
+});
+
 test("an administrator sees the audit log; a user may not", async (world) => {
   world.server.cli(["user", "create", "--email", "admin@example.com", "--admin", "--password-stdin"], `${PASSWORD}\n`);
   const page = await newPage(world);
@@ -320,6 +452,75 @@ test("security keys: add one with a (virtual) authenticator, then sign in with i
     await page.getByRole("button", { name: "Use your security key" }).click();
     await page.waitForURL(/\/account$/);
     await page.context().close();
+test("an administrator resets a user's two-step verification with a required reason", async (world) => {
+  const user = await newPage(world);
+  await signUp(user, "judy@example.com");
+  await enroll(user);
+  await user.context().close();
+
+  const page = await newPage(world);
+  await signIn(page, "admin@example.com");
+  await page.getByRole("link", { name: "Admin", exact: true }).click();
+  await page.waitForURL(/\/admin$/);
+  await page.getByLabel("Email").fill("judy");
+  await page.getByRole("button", { name: "Find users" }).click();
+  await screenshot(world, page, "admin-users");
+  await page.getByRole("link", { name: "judy@example.com" }).click();
+  await page.waitForURL(/\/admin\/users\//);
+  await page.getByText("Two-step verification").first().waitFor();
+  // The browser insists on a reason; so does the server when the browser is bypassed.
+  await page.getByRole("button", { name: "Reset two-factor authentication" }).click();
+  assert.match(page.url(), /\/admin\/users\/[^?]+$/, "an empty reason is not sent");
+  await page.getByLabel("Reason").evaluate((field) => field.removeAttribute("required"));
+  await page.getByLabel("Reason").fill("   ");
+  await page.getByRole("button", { name: "Reset two-factor authentication" }).click();
+  assert.match(await describedError(page, "Reason"), /reason/i);
+  await screenshot(world, page, "admin-user");
+  await page.getByLabel("Reason").fill("Lost phone; identity checked by video call");
+  await page.getByRole("button", { name: "Reset two-factor authentication" }).click();
+  await page.getByText("Two-step verification was reset").waitFor();
+  const notice = await world.smtp.waitFor("judy@example.com", "An administrator reset your two-factor authentication");
+  assert.ok(notice.text.includes("Lost phone; identity checked by video call"), "the user is told the reason");
+  await page.getByRole("link", { name: "All of this user's events in the audit log" }).click();
+  await page.getByRole("cell", { name: /2fa_reset/ }).first().waitFor();
+  await page.context().close();
+
+  const again = await newPage(world);
+  await signIn(again, "judy@example.com");
+  assert.equal(pathOf(again), "/account", "sign-in is one step after the reset");
+  await again.context().close();
+});
+
+test("with two approvals, a second administrator approves the reset", async (world) => {
+  const server = await new Server(world.smtp, { LATCHKEY_ADMIN_RESET_APPROVALS: "2" }).start();
+  try {
+    for (const admin of ["first-admin@example.com", "second-admin@example.com"]) {
+      server.cli(["user", "create", "--email", admin, "--admin", "--password-stdin"], `${PASSWORD}\n`);
+    }
+    const user = await newPage(world, { baseURL: server.url });
+    await signUp(user, "kim@example.com");
+    await enroll(user);
+    await user.context().close();
+
+    const first = await newPage(world, { baseURL: server.url });
+    await signIn(first, "first-admin@example.com");
+    await first.goto("/admin?email=kim");
+    await first.getByRole("link", { name: "kim@example.com" }).click();
+    await first.getByLabel("Reason").fill("Lost phone; identity checked in person");
+    await first.getByRole("button", { name: "Reset two-factor authentication" }).click();
+    await first.getByText("Another administrator must approve it").waitFor();
+    await first.goto("/admin");
+    await first.getByText("Waiting for another administrator").waitFor();
+    await first.context().close();
+
+    const second = await newPage(world, { baseURL: server.url });
+    await signIn(second, "second-admin@example.com");
+    await second.goto("/admin");
+    await second.getByRole("heading", { name: "Resets waiting for approval" }).waitFor();
+    await screenshot(world, second, "admin-approvals");
+    await second.getByRole("button", { name: "Approve reset" }).click();
+    await second.getByText("Approved: the reset took effect").waitFor();
+    await second.context().close();
   } finally {
     await server.stop();
   }

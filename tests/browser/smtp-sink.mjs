@@ -91,8 +91,9 @@ export class SmtpSink {
   }
 
   /** The first email (already received or still to come) to `recipient` whose subject contains `subjectPart`. */
-  waitFor(recipient, subjectPart, timeoutMs = 15000) {
-    const match = (email) => email.to.includes(recipient) && email.subject.includes(subjectPart);
+  waitFor(recipient, subjectPart, { after = 0, timeoutMs = 15000 } = {}) {
+    const match = (email) =>
+      this.emails.indexOf(email) >= after && email.to.includes(recipient) && email.subject.includes(subjectPart);
     const found = this.emails.find(match);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {

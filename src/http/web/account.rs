@@ -15,6 +15,7 @@ use crate::http::web::page::{
     field_message, notice, readable_time, render, render_status, see_other, Layout, PageError,
 };
 use crate::http::web::session::{add_cookie, clear_session_cookie, reauth_redirect, FullPageSession};
+use crate::recovery;
 use crate::twofactor::{backup_codes, enrollment, SecondFactor};
 
 /// How many of the user's own events the overview lists.
@@ -100,6 +101,7 @@ pub async fn overview(
 pub struct AccountAction {
     action: String,
     session_id: Option<String>,
+    enabled: Option<String>,
 }
 
 /// The overview's forms post back to `/account`; `action` says which one.
@@ -121,6 +123,27 @@ pub async fn overview_action(
                 return Ok(response);
             }
             Ok(see_other("/account?done=session_signed_out"))
+        }
+        "cancel_recovery" => match recovery::cancel_for_session(&state, &client, &session)
+            .await
+            .map_err(ApiError::from)
+        {
+            // Nothing pending (it ended meanwhile) is no reason for an error page.
+            Ok(()) | Err(ApiError { code: "not_found", .. }) => Ok(see_other("/account?done=recovery_cancelled")),
+            Err(error) => Err(error.into()),
+        },
+        "email_recovery" => {
+            let enabled = form.enabled.as_deref() == Some("true");
+            match recovery::set_email_recovery(&state, &client, &session, enabled)
+                .await
+                .map_err(ApiError::from)
+            {
+                Ok(_) if enabled => Ok(see_other("/account?done=email_recovery_on")),
+                Ok(_) => Ok(see_other("/account?done=email_recovery_off")),
+                // The change needs a recent sign-in; the button is pressed again afterwards.
+                Err(error) if error.code == "reauth_required" => Err(reauth_redirect("/account")),
+                Err(error) => Err(error.into()),
+            }
         }
         _ => Err(PageError::bad_request("Unknown action.")),
     }

@@ -47,8 +47,14 @@ async fn users_page_for(
     error: Option<String>,
 ) -> Result<UsersPage, PageError> {
     let fragment = query.email.unwrap_or_default().trim().to_string();
-    let page = query.page.and_then(|page| page.parse::<i64>().ok()).unwrap_or(1).clamp(1, 100_000);
-    let found = admin::find_users(state, &fragment, page).await.map_err(ApiError::from)?;
+    let page = query
+        .page
+        .and_then(|page| page.parse::<i64>().ok())
+        .unwrap_or(1)
+        .clamp(1, 100_000);
+    let found = admin::find_users(state, &fragment, page)
+        .await
+        .map_err(ApiError::from)?;
     let requests = admin::open_requests(state).await.map_err(ApiError::from)?;
     Ok(UsersPage {
         layout: Layout::signed_in(state, session, "Administration"),
@@ -110,6 +116,7 @@ pub struct UserPage {
     layout: Layout,
     csrf: String,
     user: UserSummary,
+    created: String,
     is_self: bool,
     approvals: u8,
     events: Vec<ActivityRow>,
@@ -142,6 +149,7 @@ async fn user_page_for(
         csrf: state.keys.csrf_token(&session.token),
         is_self: user.id == session.user_id,
         approvals: state.config.admin_reset_approvals,
+        created: readable_time(&user.created_at),
         user,
         events,
         reason: String::new(),
@@ -174,9 +182,15 @@ pub async fn reset(
     SessionForm(form): SessionForm<ResetForm>,
 ) -> Result<Response, PageError> {
     let here = format!("/admin/users/{}", encode_next(&user_id));
-    match admin::reset_two_factor(&state, &client, Actor::Admin(&session), &user_id, form.reason.as_deref())
-        .await
-        .map_err(ApiError::from)
+    match admin::reset_two_factor(
+        &state,
+        &client,
+        Actor::Admin(&session),
+        &user_id,
+        form.reason.as_deref(),
+    )
+    .await
+    .map_err(ApiError::from)
     {
         Ok(ResetOutcome::Reset) => Ok(see_other(&format!("{here}?done=two_factor_reset"))),
         Ok(ResetOutcome::AwaitingApproval { .. }) => Ok(see_other(&format!("{here}?done=reset_requested"))),

@@ -62,7 +62,7 @@ impl SignupPage {
 }
 
 /// Renders a signed-out page with its double-submit cookie.
-fn public_page(
+pub fn public_page(
     state: &AppState,
     csrf: &PublicCsrf,
     status: StatusCode,

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderValue;
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -140,8 +140,11 @@ pub fn next_or_account(next: Option<&str>) -> String {
     next.and_then(safe_next).unwrap_or("/account").to_string()
 }
 
+/// Everything but the unreserved characters of RFC 3986, so a value fits in a query or a path segment.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 pub fn encode_next(path: &str) -> String {
-    utf8_percent_encode(path, NON_ALPHANUMERIC).to_string()
+    utf8_percent_encode(path, COMPONENT).to_string()
 }
 
 #[cfg(test)]

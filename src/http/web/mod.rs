@@ -4,11 +4,13 @@
 
 mod account;
 mod admin;
+mod admin_users;
 mod assets;
 mod auth;
 mod forms;
 mod page;
 mod security_keys;
+mod recovery;
 mod session;
 mod two_factor;
 
@@ -50,6 +52,22 @@ pub fn routes(state: AppState) -> Router<AppState> {
             "/account/2fa/security-keys",
             get(security_keys::security_keys_page).post(security_keys::change_security_keys),
         )
+        .route("/recover", get(recovery::recover_page).post(recovery::request_recovery))
+        .route(
+            "/recover/{token}",
+            get(recovery::recover_link_page).post(recovery::recover_link),
+        )
+        .route(
+            "/recover/cancel/{cancel_token}",
+            get(recovery::cancel_page).post(recovery::cancel),
+        )
+        .route("/forgot-password", get(recovery::forgot_page).post(recovery::forgot))
+        .route(
+            "/reset-password/{token}",
+            get(recovery::reset_page).post(recovery::reset),
+        )
+        .route("/admin", get(admin_users::users).post(admin_users::approve))
+        .route("/admin/users/{id}", get(admin_users::user).post(admin_users::reset))
         .route("/admin/audit", get(admin::audit_log))
         .route("/static/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(state, page::render_error_pages))

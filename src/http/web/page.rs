@@ -263,6 +263,11 @@ pub fn notice(done: Option<&str>) -> Option<&'static str> {
         "password_reset" => "Your password was reset. Sign in with the new one.",
         "security_key_added" => "Your security key was added. You can use it at your next sign-in.",
         "security_key_removed" => "The security key was removed.",
+        "two_factor_reset" => {
+            "Two-step verification was reset. The user was signed out everywhere and emailed the reason."
+        }
+        "reset_requested" => "Reset requested. Another administrator must approve it within 24 hours.",
+        "reset_approved" => "Approved: the reset took effect, and the user was emailed.",
         _ => return None,
     })
 }

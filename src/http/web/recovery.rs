@@ -19,10 +19,10 @@ use crate::http::web::session::{add_cookie, session_cookie};
 use crate::recovery::{self, password, RecoveryProof, TokenStatus};
 use crate::twofactor::SecondFactor;
 
-/// "72 hours", "7 days", "a moment".
+/// "72 hours", "7 days", "less than a minute".
 fn describe_wait(seconds: i64) -> String {
     match seconds {
-        ..=59 => "a moment".into(),
+        ..=59 => "less than a minute".into(),
         60..=7199 => format!("{} minutes", seconds / 60),
         _ if seconds % 86400 == 0 && seconds >= 2 * 86400 => format!("{} days", seconds / 86400),
         _ => format!("{} hours", (seconds + 1800) / 3600),
@@ -208,7 +208,10 @@ pub async fn recover_link(
         (Some(new_password), _) => RecoveryProof::NewPassword(new_password),
         (None, password) => RecoveryProof::CurrentPassword(password.unwrap_or_default()),
     };
-    match recovery::complete(&state, &client, &token, proof).await.map_err(ApiError::from) {
+    match recovery::complete(&state, &client, &token, proof)
+        .await
+        .map_err(ApiError::from)
+    {
         // A recovered session may only enroll a new factor: straight to it.
         Ok(issued) => {
             let mut response = see_other("/account/2fa/setup");
@@ -216,7 +219,12 @@ pub async fn recover_link(
             Ok(response)
         }
         Err(error) if error.code == "recovery_pending" => Ok(see_other(&here)),
-        Err(error) if matches!(error.code, "invalid_credentials" | "weak_password" | "rate_limited" | "invalid_request") => {
+        Err(error)
+            if matches!(
+                error.code,
+                "invalid_credentials" | "weak_password" | "rate_limited" | "invalid_request"
+            ) =>
+        {
             let message = if error.code == "invalid_credentials" {
                 "That password is not right.".to_string()
             } else {
@@ -318,7 +326,10 @@ pub async fn forgot(
         sent: true,
         error: None,
     };
-    match password::forgot(&state, &client, &form.email).await.map_err(ApiError::from) {
+    match password::forgot(&state, &client, &form.email)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(()) => public_page(&state, &csrf, StatusCode::OK, &page),
         Err(error) if error.status.is_client_error() => {
             page.sent = false;
@@ -350,7 +361,12 @@ fn method_of(text: Option<&str>) -> &'static str {
     }
 }
 
-async fn reset_page_for(state: &AppState, csrf: &PublicCsrf, token: &str, method: &'static str) -> Result<ResetPage, PageError> {
+async fn reset_page_for(
+    state: &AppState,
+    csrf: &PublicCsrf,
+    token: &str,
+    method: &'static str,
+) -> Result<ResetPage, PageError> {
     let needs_code = match password::link_needs_second_factor(state, token)
         .await
         .map_err(ApiError::from)
