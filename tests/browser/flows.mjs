@@ -452,6 +452,11 @@ test("security keys: add one with a (virtual) authenticator, then sign in with i
     await page.getByRole("button", { name: "Use your security key" }).click();
     await page.waitForURL(/\/account$/);
     await page.context().close();
+  } finally {
+    await server.stop();
+  }
+});
+
 test("an administrator resets a user's two-step verification with a required reason", async (world) => {
   const user = await newPage(world);
   await signUp(user, "judy@example.com");
