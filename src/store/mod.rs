@@ -6,6 +6,7 @@
 //! requests, or two instances on one PostgreSQL, can never both win.
 
 pub mod audit;
+pub mod keys;
 pub mod outbox;
 pub mod recovery;
 pub mod sessions;

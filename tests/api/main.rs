@@ -9,6 +9,7 @@ mod admin;
 mod audit_and_email;
 mod cli;
 mod contract;
+mod keys;
 mod password_reset;
 mod recovery;
 mod two_factor;
