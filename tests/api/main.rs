@@ -9,6 +9,7 @@ mod admin;
 mod audit_and_email;
 mod cli;
 mod contract;
+mod interop;
 mod keys;
 mod password_reset;
 mod recovery;
