@@ -171,6 +171,40 @@ impl Store {
     }
 }
 
+/// Whether an error means the database cannot be reached right now (down, restarting, refusing
+/// connections, out of connections, locked), as opposed to a bug: the client gets 503 and may retry.
+pub fn is_unavailable(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(sqlx_error_is_unavailable))
+}
+
+fn sqlx_error_is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => {
+            if let Some(postgres) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                // Connection exceptions; administrator, crash or start-up shutdown; too many
+                // connections; a database not accepting connections; a read-only standby after a
+                // failover; and anything FATAL, which ends the connection.
+                let code = postgres.code();
+                code.starts_with("08")
+                    || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000" | "25006")
+                    || matches!(postgres.severity(), sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic)
+            } else {
+                // SQLite (extended) result codes: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
+                let code = database.code().and_then(|code| code.parse::<i64>().ok()).unwrap_or_default();
+                matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)
+            }
+        }
+        _ => false,
+    }
+}
+
 fn create_sqlite_parent_directory(url: &str) -> anyhow::Result<()> {
     let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();

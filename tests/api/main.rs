@@ -9,6 +9,7 @@ mod admin;
 mod audit_and_email;
 mod cli;
 mod contract;
+mod faults;
 mod interop;
 mod keys;
 mod password_reset;
