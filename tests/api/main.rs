@@ -6,10 +6,12 @@ mod common;
 
 mod accounts;
 mod admin;
+mod attacks;
 mod audit_and_email;
 mod cli;
 mod contract;
 mod faults;
+mod fuzz;
 mod interop;
 mod keys;
 mod password_reset;
