@@ -191,9 +191,9 @@ impl Config {
                 .map(str::trim)
                 .filter(|part| !part.is_empty())
                 .map(|part| {
-                    parse_master_key(part)
-                        .map(Secret)
-                        .map_err(|problem| fail("LATCHKEY_PREVIOUS_MASTER_KEYS", format!("{problem} (comma-separated)")))
+                    parse_master_key(part).map(Secret).map_err(|problem| {
+                        fail("LATCHKEY_PREVIOUS_MASTER_KEYS", format!("{problem} (comma-separated)"))
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),

@@ -116,10 +116,7 @@ impl MasterKeys {
     /// Seals the MAC root for storage; answers the sealed bytes and the key id they need.
     pub fn seal_mac_root(&self, mac_root: &[u8; 32]) -> (Vec<u8>, String) {
         let keys = SealingKeys::derive(&self.current);
-        (
-            seal(&keys.key_material_encryption, mac_root, b"mac root"),
-            keys.key_id,
-        )
+        (seal(&keys.key_material_encryption, mac_root, b"mac root"), keys.key_id)
     }
 
     /// Opens the stored MAC root with whichever configured master key sealed it.
@@ -495,12 +492,18 @@ mod tests {
         let new = rotated.with_mac_root(&mac_root);
         assert_ne!(new.key_id, old.key_id);
         assert_eq!(new.previous_key_ids(), vec![old.key_id.clone()]);
-        assert_eq!(new.open_secret("alice", &sealed_secret, &old.key_id).unwrap(), b"secret");
+        assert_eq!(
+            new.open_secret("alice", &sealed_secret, &old.key_id).unwrap(),
+            b"secret"
+        );
         assert_eq!(new.open_outbox("email-1", &sealed_email).unwrap(), b"body");
         assert!(!new.outbox_is_current("email-1", &sealed_email));
         // Token and backup-code hashes depend on the MAC root only, so they survive the rotation.
         assert_eq!(new.token_hash("token"), old.token_hash("token"));
-        assert_eq!(new.backup_code_hash("alice", "ABCD"), old.backup_code_hash("alice", "ABCD"));
+        assert_eq!(
+            new.backup_code_hash("alice", "ABCD"),
+            old.backup_code_hash("alice", "ABCD")
+        );
 
         // Once the old key is dropped, what it sealed no longer opens, and the error says why.
         let only_new = MasterKeys {

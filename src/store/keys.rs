@@ -114,13 +114,10 @@ pub async fn reseal_secret(
 }
 
 pub async fn count_secrets_not_under(conn: &mut AnyConnection, table: SecretTable, key_id: &str) -> sqlx::Result<i64> {
-    let (count,): (i64,) = sqlx::query_as(&format!(
-        "SELECT COUNT(*) FROM {} WHERE key_id <> $1",
-        table.name()
-    ))
-    .bind(key_id)
-    .fetch_one(conn)
-    .await?;
+    let (count,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {} WHERE key_id <> $1", table.name()))
+        .bind(key_id)
+        .fetch_one(conn)
+        .await?;
     Ok(count)
 }
 

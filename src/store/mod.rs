@@ -174,9 +174,11 @@ impl Store {
 /// Whether an error means the database cannot be reached right now (down, restarting, refusing
 /// connections, out of connections, locked), as opposed to a bug: the client gets 503 and may retry.
 pub fn is_unavailable(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(sqlx_error_is_unavailable))
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(sqlx_error_is_unavailable)
+    })
 }
 
 fn sqlx_error_is_unavailable(error: &sqlx::Error) -> bool {
@@ -194,10 +196,16 @@ fn sqlx_error_is_unavailable(error: &sqlx::Error) -> bool {
                 let code = postgres.code();
                 code.starts_with("08")
                     || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000" | "25006")
-                    || matches!(postgres.severity(), sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic)
+                    || matches!(
+                        postgres.severity(),
+                        sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+                    )
             } else {
                 // SQLite (extended) result codes: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
-                let code = database.code().and_then(|code| code.parse::<i64>().ok()).unwrap_or_default();
+                let code = database
+                    .code()
+                    .and_then(|code| code.parse::<i64>().ok())
+                    .unwrap_or_default();
                 matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)
             }
         }

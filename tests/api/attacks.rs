@@ -28,7 +28,10 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 /// Times `TRIES` requests of two kinds, interleaved (and taking turns at going first) so that both
 /// see the same background load from the tests running beside this one.
-async fn compare_timings<A, B>(mut first: impl FnMut(usize) -> A, mut second: impl FnMut(usize) -> B) -> (Duration, Duration)
+async fn compare_timings<A, B>(
+    mut first: impl FnMut(usize) -> A,
+    mut second: impl FnMut(usize) -> B,
+) -> (Duration, Duration)
 where
     A: std::future::Future<Output = ()>,
     B: std::future::Future<Output = ()>,
@@ -72,7 +75,10 @@ async fn user_enumeration_by_login() {
         .post("/api/v1/login", None, wrong_password("known-0@example.com".into()))
         .await
         .expect_error(401, "invalid_credentials");
-    assert_eq!(unknown.body, known.body, "same body for unknown email and wrong password");
+    assert_eq!(
+        unknown.body, known.body,
+        "same body for unknown email and wrong password"
+    );
 
     let (known_median, unknown_median) = compare_timings(
         |index| {
@@ -110,7 +116,9 @@ async fn user_enumeration_by_signup_timing() {
             let app = &app;
             async move {
                 let body = json!({"email": "taken@example.com", "password": PASSWORD});
-                app.post("/api/v1/signup", None, body).await.expect_error(409, "email_taken");
+                app.post("/api/v1/signup", None, body)
+                    .await
+                    .expect_error(409, "email_taken");
             }
         },
         |index| {
@@ -174,9 +182,16 @@ async fn session_fixation(backend: Backend) {
     app.signup("fixed@example.com").await;
     let planted = latchkey::crypto::random_token();
     let cookie = format!("latchkey_session={planted}");
-    let me_with_cookie = || app.client.get(app.url("/api/v1/me")).header("cookie", cookie.clone()).send();
+    let me_with_cookie = || {
+        app.client
+            .get(app.url("/api/v1/me"))
+            .header("cookie", cookie.clone())
+            .send()
+    };
 
-    app.get("/api/v1/me", Some(&planted)).await.expect_error(401, "unauthenticated");
+    app.get("/api/v1/me", Some(&planted))
+        .await
+        .expect_error(401, "unauthenticated");
     assert_eq!(me_with_cookie().await.unwrap().status(), 401);
 
     // The victim signs in while the planted cookie is set.
@@ -195,7 +210,9 @@ async fn session_fixation(backend: Backend) {
     let issued = issued["session_token"].as_str().unwrap().to_string();
     assert_ne!(issued, planted);
     app.get("/api/v1/me", Some(&issued)).await.expect(200);
-    app.get("/api/v1/me", Some(&planted)).await.expect_error(401, "unauthenticated");
+    app.get("/api/v1/me", Some(&planted))
+        .await
+        .expect_error(401, "unauthenticated");
     assert_eq!(me_with_cookie().await.unwrap().status(), 401);
 
     // Every login issues a fresh token; with 2FA, the challenge token is not a session.
@@ -203,7 +220,9 @@ async fn session_fixation(backend: Backend) {
     assert_ne!(again.body["session_token"].as_str().unwrap(), issued);
     let enrolled = app.enroll_totp(&issued).await;
     let challenge = app.start_mfa_login("fixed@example.com").await;
-    app.get("/api/v1/me", Some(&challenge)).await.expect_error(401, "unauthenticated");
+    app.get("/api/v1/me", Some(&challenge))
+        .await
+        .expect_error(401, "unauthenticated");
     let code = app.totp_code(&enrolled.secret, 0);
     let session = mfa(&app, &challenge, "totp", &code).await.expect(200);
     let session = session.body["session_token"].as_str().unwrap();
@@ -287,7 +306,12 @@ async fn token_leakage_in_logs() {
     let secret_text = setup["secret"].as_str().unwrap().to_string();
     let secret = totp::decode_secret_base32(&secret_text).unwrap();
     let confirm_code = totp::code_for_step(&secret, totp::step_at(now()));
-    let (status, confirmed) = post("/api/v1/me/2fa/totp/confirm", Some(&token), json!({"code": confirm_code})).await;
+    let (status, confirmed) = post(
+        "/api/v1/me/2fa/totp/confirm",
+        Some(&token),
+        json!({"code": confirm_code}),
+    )
+    .await;
     assert_eq!(status, 200, "{confirmed}");
     let backup_codes: Vec<String> = serde_json::from_value(confirmed["backup_codes"].clone()).unwrap();
     // A wrong code too: failures are logged, and must not carry the guess either.
@@ -307,12 +331,31 @@ async fn token_leakage_in_logs() {
     let (status, third) = post("/api/v1/login/mfa", None, body).await;
     assert_eq!(status, 200, "{third}");
     let third_token = third["session_token"].as_str().unwrap().to_string();
-    assert_eq!(post("/api/v1/me/reauth", Some(&third_token), json!({"password": PASSWORD})).await.0, 200);
-    let (status, _) = post("/api/v1/me/password", Some(&third_token), json!({"new_password": "another long passphrase"})).await;
+    assert_eq!(
+        post("/api/v1/me/reauth", Some(&third_token), json!({"password": PASSWORD}))
+            .await
+            .0,
+        200
+    );
+    let (status, _) = post(
+        "/api/v1/me/password",
+        Some(&third_token),
+        json!({"new_password": "another long passphrase"}),
+    )
+    .await;
     assert_eq!(status, 204);
     assert_eq!(post("/api/v1/logout", Some(&third_token), json!({})).await.0, 204);
     // Bearer tokens that are not sessions are logged neither.
-    assert_eq!(client.get(server.url("/api/v1/me")).bearer_auth(&backup_challenge).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client
+            .get(server.url("/api/v1/me"))
+            .bearer_auth(&backup_challenge)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 
     let exported = run(latchkey(&settings).args(["audit", "export"]), "");
     let log = server.terminate() + &String::from_utf8_lossy(&exported.stderr);
@@ -320,21 +363,29 @@ async fn token_leakage_in_logs() {
     assert!(log.contains("/api/v1/login/mfa"), "requests were logged");
 
     secrets.extend([token, second_token, third_token, challenge_token, backup_challenge]);
-    secrets.extend([secret_text.clone(), totp::grouped_key(&secret_text), "another long passphrase".into()]);
+    secrets.extend([
+        secret_text.clone(),
+        totp::grouped_key(&secret_text),
+        "another long passphrase".into(),
+    ]);
     for code in &backup_codes {
         secrets.push(code.clone());
         secrets.push(code.replace('-', ""));
     }
     for secret in &secrets {
         assert!(!log.contains(secret.as_str()), "a secret reached the log: {secret:?}");
-        assert!(!stdout(&exported).contains(secret.as_str()), "a secret reached the audit export");
+        assert!(
+            !stdout(&exported).contains(secret.as_str()),
+            "a secret reached the audit export"
+        );
     }
     // Six-digit codes: only whole numbers count (a timestamp's microseconds are not a code).
     for code in [&confirm_code, &wrong_code, &login_code] {
         let leaked = log.match_indices(code.as_str()).any(|(at, _)| {
             let before = log[..at].chars().next_back();
             let after = log[at + code.len()..].chars().next();
-            !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '.') && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+            !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '.')
+                && !after.is_some_and(|c| c.is_ascii_alphanumeric())
         });
         assert!(!leaked, "a TOTP code reached the log");
     }

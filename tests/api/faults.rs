@@ -28,7 +28,8 @@ fn message_id(email: &ReceivedEmail) -> String {
         .lines()
         .find_map(|line| {
             let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("message-id").then(|| value.trim().to_string())
+            name.eq_ignore_ascii_case("message-id")
+                .then(|| value.trim().to_string())
         })
         .unwrap_or_default()
 }
@@ -124,7 +125,8 @@ async fn enroll_and_log_in(address: String, worker: usize, results: Arc<Mutex<Lo
             return;
         };
         let token = login["session_token"].as_str().unwrap_or_default().to_string();
-        let Some((StatusCode::OK, setup)) = call(&client, url("/api/v1/me/2fa/totp/setup"), Some(&token), json!({})).await
+        let Some((StatusCode::OK, setup)) =
+            call(&client, url("/api/v1/me/2fa/totp/setup"), Some(&token), json!({})).await
         else {
             return;
         };
@@ -151,7 +153,8 @@ async fn enroll_and_log_in(address: String, worker: usize, results: Arc<Mutex<Lo
         let Some((StatusCode::OK, challenge)) = call(&client, url("/api/v1/login"), None, credentials).await else {
             return;
         };
-        let body = json!({"challenge_token": challenge["challenge_token"], "method": "backup_code", "code": first_code});
+        let body =
+            json!({"challenge_token": challenge["challenge_token"], "method": "backup_code", "code": first_code});
         let answered = call(&client, url("/api/v1/login/mfa"), None, body).await;
         if let Some((status, body)) = &answered {
             assert_eq!(*status, StatusCode::OK, "{body}");
@@ -215,7 +218,10 @@ async fn a_killed_server_loses_nothing_it_confirmed(backend: Backend) {
     smtp.refuse_with(None);
     let received_before_restart = received_counts(&smtp);
     let queued_at_the_kill = undelivered_email_ids(&database_url).await;
-    assert!(!queued_at_the_kill.is_empty(), "some emails were queued when the server died");
+    assert!(
+        !queued_at_the_kill.is_empty(),
+        "some emails were queued when the server died"
+    );
 
     let restarted = std::time::Instant::now();
     let server = tokio::task::block_in_place(|| ServerProcess::start(&settings, data_dir.path()));
@@ -314,7 +320,9 @@ async fn two_instances_share_single_use_codes_throttling_and_one_audit_chain(bac
     // A TOTP code accepted by one instance is a replay on the other.
     let code = first.totp_code(&enrolled.secret, 0);
     let on_second = second.start_mfa_login(email).await;
-    mfa(&first, &first.start_mfa_login(email).await, "totp", &code).await.expect(200);
+    mfa(&first, &first.start_mfa_login(email).await, "totp", &code)
+        .await
+        .expect(200);
     mfa(&second, &on_second, "totp", &code)
         .await
         .expect_error(401, "code_already_used");
@@ -323,9 +331,14 @@ async fn two_instances_share_single_use_codes_throttling_and_one_audit_chain(bac
     // The same for a backup code, and for one raced on both at once: exactly one login.
     let backup_code = &enrolled.backup_codes[0];
     let on_first = first.start_mfa_login(email).await;
-    mfa(&second, &second.start_mfa_login(email).await, "backup_code", backup_code)
-        .await
-        .expect(200);
+    mfa(
+        &second,
+        &second.start_mfa_login(email).await,
+        "backup_code",
+        backup_code,
+    )
+    .await
+    .expect(200);
     mfa(&first, &on_first, "backup_code", backup_code)
         .await
         .expect_error(401, "code_already_used");
@@ -335,15 +348,21 @@ async fn two_instances_share_single_use_codes_throttling_and_one_audit_chain(bac
         let app = if index % 2 == 0 { &first } else { &second };
         challenges.push((app, app.start_mfa_login(email).await));
     }
-    let answers =
-        futures::future::join_all(challenges.iter().map(|(app, challenge)| mfa(app, challenge, "backup_code", raced))).await;
+    let answers = futures::future::join_all(
+        challenges
+            .iter()
+            .map(|(app, challenge)| mfa(app, challenge, "backup_code", raced)),
+    )
+    .await;
     let winners = answers.iter().filter(|reply| reply.status == StatusCode::OK).count();
     assert_eq!(winners, 1, "{:?}", answers.iter().map(|r| &r.body).collect::<Vec<_>>());
 
     // Throttling is per account in the database: wrong codes alternately on each instance add up
     // to the 5 consecutive failures after which both make the account wait (the clock is moved
     // past each wait, so that 7 failures are recorded and the last wait is 4 s).
-    let valid: BTreeSet<String> = (-2..=2).map(|offset| first.totp_code(&enrolled.secret, offset)).collect();
+    let valid: BTreeSet<String> = (-2..=2)
+        .map(|offset| first.totp_code(&enrolled.secret, offset))
+        .collect();
     let wrong = (0..1_000_000)
         .map(|number| format!("{number:06}"))
         .find(|code| !valid.contains(code))
@@ -351,7 +370,9 @@ async fn two_instances_share_single_use_codes_throttling_and_one_audit_chain(bac
     for failures_so_far in 0..7 {
         let app = if failures_so_far % 2 == 0 { &first } else { &second };
         let challenge = app.start_mfa_login(email).await;
-        first.clock.advance(Duration::from_secs(delay_after(failures_so_far) as u64));
+        first
+            .clock
+            .advance(Duration::from_secs(delay_after(failures_so_far) as u64));
         mfa(app, &challenge, "totp", &wrong)
             .await
             .expect_error(401, "invalid_code");
@@ -393,13 +414,9 @@ async fn mail_refused_for_a_while_is_delivered_exactly_once(backend: Backend) {
         let email = format!("refused-{index}@example.com");
         let user = app.new_user(&email).await;
         app.enroll_totp(&user.token).await;
-        app.post(
-            "/api/v1/me/2fa/backup-codes/regenerate",
-            Some(&user.token),
-            json!({}),
-        )
-        .await
-        .expect(200);
+        app.post("/api/v1/me/2fa/backup-codes/regenerate", Some(&user.token), json!({}))
+            .await
+            .expect(200);
         recipients.push(email);
     }
     let queued = undelivered_email_ids(&app.database_url).await;
@@ -417,7 +434,11 @@ async fn mail_refused_for_a_while_is_delivered_exactly_once(backend: Backend) {
     let received = received_counts(&app.smtp);
     assert_eq!(received.len(), 6);
     for id in &queued {
-        assert_eq!(received.get(&format!("<{id}@latchkey>")), Some(&1), "{id} delivered once");
+        assert_eq!(
+            received.get(&format!("<{id}@latchkey>")),
+            Some(&1),
+            "{id} delivered once"
+        );
     }
 }
 
@@ -432,17 +453,25 @@ async fn database_down_answers_503_and_recovers_by_itself() {
     };
     let app = spawn_app(Backend::Postgres).await;
     let user = app.new_user("outage@example.com").await;
-    let database_name = url::Url::parse(&app.database_url).unwrap().path().trim_start_matches('/').to_string();
-    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.unwrap();
+    let database_name = url::Url::parse(&app.database_url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+        .await
+        .unwrap();
     sqlx::query(&format!("ALTER DATABASE {database_name} ALLOW_CONNECTIONS false"))
         .execute(&mut admin)
         .await
         .unwrap();
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
-        .bind(&database_name)
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&database_name)
+    .execute(&mut admin)
+    .await
+    .unwrap();
 
     app.get("/readyz", None).await.expect(503);
     app.get("/healthz", None).await.expect(200);
@@ -450,8 +479,12 @@ async fn database_down_answers_503_and_recovers_by_itself() {
     let replies = [
         app.post("/api/v1/login", None, credentials.clone()).await,
         app.get("/api/v1/me", Some(&user.token)).await,
-        app.post("/api/v1/signup", None, json!({"email": "new@example.com", "password": PASSWORD}))
-            .await,
+        app.post(
+            "/api/v1/signup",
+            None,
+            json!({"email": "new@example.com", "password": PASSWORD}),
+        )
+        .await,
     ];
     for reply in replies {
         let reply = reply.expect_error(503, "service_unavailable");

@@ -119,11 +119,7 @@ impl Target {
             app.enroll_totp(&admin.token).await;
             (app, admin.id)
         });
-        Target {
-            runtime,
-            app,
-            admin_id,
-        }
+        Target { runtime, app, admin_id }
     }
 
     /// A fresh full session in sudo mode, so one fuzzed logout or password change does not
@@ -133,9 +129,16 @@ impl Target {
             let state = &self.app.state;
             let mut tx = state.store.begin().await.unwrap();
             let now = latchkey::clock::Clock::unix(state.clock.as_ref());
-            let issued = sessions::issue(&mut tx, state, &self.admin_id, SessionState::Full, &ClientInfo::cli(), now)
-                .await
-                .unwrap();
+            let issued = sessions::issue(
+                &mut tx,
+                state,
+                &self.admin_id,
+                SessionState::Full,
+                &ClientInfo::cli(),
+                now,
+            )
+            .await
+            .unwrap();
             tx.commit().await.unwrap();
             issued.token
         })
@@ -174,7 +177,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            proptest::collection::btree_map(field_name(), inner, 0..8).prop_map(|map| Value::Object(map.into_iter().collect())),
+            proptest::collection::btree_map(field_name(), inner, 0..8)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
         ]
     })
 }
@@ -209,7 +213,15 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         )
     };
     let names = [
-        "email", "password", "new_password", "code", "method", "challenge_token", "token", "name", "reason",
+        "email",
+        "password",
+        "new_password",
+        "code",
+        "method",
+        "challenge_token",
+        "token",
+        "name",
+        "reason",
     ];
     let likely_object = proptest::collection::vec(likely_value(), names.len()).prop_map(move |values| {
         let object: serde_json::Map<String, Value> = names
@@ -243,20 +255,23 @@ fn post_routes() -> Vec<String> {
 fn arbitrary_json_to_every_post_route_never_yields_a_server_error() {
     let target = Target::start();
     let routes = post_routes();
-    assert!(routes.len() >= 10, "the OpenAPI document lists the POST routes: {routes:?}");
-    let strategy = (
-        0..routes.len(),
-        body(),
-        0..3u8,
-        "[A-Za-z0-9_-]{0,40}",
-        any::<[u8; 4]>(),
+    assert!(
+        routes.len() >= 10,
+        "the OpenAPI document lists the POST routes: {routes:?}"
     );
+    let strategy = (0..routes.len(), body(), 0..3u8, "[A-Za-z0-9_-]{0,40}", any::<[u8; 4]>());
     let statuses = std::sync::Mutex::new(std::collections::BTreeMap::<(String, u16), usize>::new());
     let mut runner = TestRunner::new(cases(400));
     let result = runner.run(&strategy, |(route, body, authentication, parameter, peer)| {
         let path = routes[route]
             .split('/')
-            .map(|segment| if segment.starts_with('{') { parameter.as_str() } else { segment })
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    parameter.as_str()
+                } else {
+                    segment
+                }
+            })
             .collect::<Vec<_>>()
             .join("/");
         let mut request = Request::post(&path).header("content-type", "application/json");
@@ -266,7 +281,11 @@ fn arbitrary_json_to_every_post_route_never_yields_a_server_error() {
             _ => request = request.header("authorization", format!("Bearer {parameter}")),
         }
         let status = target.send(request.body(Body::from(body.clone())).unwrap(), peer);
-        *statuses.lock().unwrap().entry((routes[route].clone(), status)).or_default() += 1;
+        *statuses
+            .lock()
+            .unwrap()
+            .entry((routes[route].clone(), status))
+            .or_default() += 1;
         prop_assert!(
             status < 500,
             "POST {} answered {} to {:?}",
@@ -313,4 +332,3 @@ fn arbitrary_tokens_and_cookies_are_refused_without_a_server_error() {
         panic!("{failure}");
     }
 }
-

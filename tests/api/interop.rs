@@ -53,15 +53,22 @@ async fn setup_secret_gives_the_same_codes_as_oathtool() {
     let Some(rfc) = oathtool("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 59) else {
         return;
     };
-    assert_eq!(rfc, "287082", "RFC 6238 appendix B, T = 59 (last six digits of 94287082)");
+    assert_eq!(
+        rfc, "287082",
+        "RFC 6238 appendix B, T = 59 (last six digits of 94287082)"
+    );
 
-    for unix in [0, 59, 1_111_111_109, 1_234_567_890, 2_000_000_000, 20_000_000_000, app.clock.unix()] {
+    for unix in [
+        0,
+        59,
+        1_111_111_109,
+        1_234_567_890,
+        2_000_000_000,
+        20_000_000_000,
+        app.clock.unix(),
+    ] {
         let expected = oathtool(secret_text, unix).unwrap();
-        assert_eq!(
-            totp::code_for_step(&secret, totp::step_at(unix)),
-            expected,
-            "at {unix}"
-        );
+        assert_eq!(totp::code_for_step(&secret, totp::step_at(unix)), expected, "at {unix}");
     }
 
     // And the server itself accepts oathtool's current code to turn 2FA on.
@@ -122,7 +129,8 @@ fn decode_qr_svg(svg: &str) -> String {
             }
         }
     }
-    let mut image = rqrr::PreparedImage::prepare_from_greyscale(size, size, |x, y| if dark[y * size + x] { 0 } else { 255 });
+    let mut image =
+        rqrr::PreparedImage::prepare_from_greyscale(size, size, |x, y| if dark[y * size + x] { 0 } else { 255 });
     let grids = image.detect_grids();
     assert_eq!(grids.len(), 1, "one QR code in the image");
     let (_, content) = grids[0].decode().expect("QR code decodes");

@@ -31,13 +31,15 @@ async fn rotating_the_master_key_lets_the_old_one_be_removed(backend: Backend) {
     // Enrolled TOTP, a pending setup, and an email still queued (the SMTP server refuses it).
     let enrolled_user = old.new_user("rotated@example.com").await;
     let enrolled = old.enroll_totp(&enrolled_user.token).await;
-    old.email_to("rotated@example.com", "Two-factor authentication is on").await;
+    old.email_to("rotated@example.com", "Two-factor authentication is on")
+        .await;
     let pending_user = old.new_user("pending@example.com").await;
     let setup = old
         .post("/api/v1/me/2fa/totp/setup", Some(&pending_user.token), json!({}))
         .await
         .expect(200);
-    let pending_secret = latchkey::twofactor::totp::decode_secret_base32(setup.body["secret"].as_str().unwrap()).unwrap();
+    let pending_secret =
+        latchkey::twofactor::totp::decode_secret_base32(setup.body["secret"].as_str().unwrap()).unwrap();
     old.smtp.refuse_with(Some(451));
     let regenerated = old
         .post(
@@ -118,7 +120,8 @@ async fn rotating_the_master_key_lets_the_old_one_be_removed(backend: Backend) {
     )
     .await;
     assert!(new.state.keys.previous_key_ids().is_empty());
-    new.email_to("rotated@example.com", "New backup codes were created").await;
+    new.email_to("rotated@example.com", "New backup codes were created")
+        .await;
     new.get("/api/v1/me", Some(&enrolled_user.token)).await.expect(200);
     new.login_with_totp("rotated@example.com", &enrolled.secret).await;
     let challenge = new.start_mfa_login("rotated@example.com").await;

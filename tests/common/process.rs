@@ -68,13 +68,10 @@ impl ServerProcess {
         let stdout = child.stdout.take().expect("server stdout");
         // "latchkey is serving at … (listening on 127.0.0.1:PORT)"
         let mut lines = BufReader::new(stdout).lines();
-        let listening = lines
-            .next()
-            .and_then(Result::ok)
-            .and_then(|line| {
-                let start = line.find("listening on ")? + "listening on ".len();
-                Some(line[start..].trim_end_matches(')').to_string())
-            });
+        let listening = lines.next().and_then(Result::ok).and_then(|line| {
+            let start = line.find("listening on ")? + "listening on ".len();
+            Some(line[start..].trim_end_matches(')').to_string())
+        });
         let Some(listening) = listening else {
             let _ = child.kill();
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
