@@ -100,10 +100,19 @@ proptest! {
 /// An app with an administrator who has TOTP on, so fuzzed requests can reach the deepest
 /// handlers (sudo, 2FA, admin) instead of stopping at 401.
 struct Target {
-    app: TestApp,
+    /// Always `Some` until dropped.
+    app: Option<TestApp>,
     admin_id: String,
-    // Dropped last: the app's parts shut down inside it.
     runtime: tokio::runtime::Runtime,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        // The app's parts (the SMTP connection pool among them) shut down by spawning tasks, so
+        // they must be dropped inside the runtime.
+        let _inside = self.runtime.enter();
+        self.app.take();
+    }
 }
 
 impl Target {
@@ -119,14 +128,26 @@ impl Target {
             app.enroll_totp(&admin.token).await;
             (app, admin.id)
         });
-        Target { runtime, app, admin_id }
+        Target {
+            app: Some(app),
+            admin_id,
+            runtime,
+        }
+    }
+
+    fn state(&self) -> &latchkey::AppState {
+        &self
+            .app
+            .as_ref()
+            .expect("the app runs until the target is dropped")
+            .state
     }
 
     /// A fresh full session in sudo mode, so one fuzzed logout or password change does not
     /// leave the next cases unauthenticated.
     fn session(&self) -> String {
         self.runtime.block_on(async {
-            let state = &self.app.state;
+            let state = self.state();
             let mut tx = state.store.begin().await.unwrap();
             let now = latchkey::clock::Clock::unix(state.clock.as_ref());
             let issued = sessions::issue(
@@ -152,7 +173,7 @@ impl Target {
         request
             .extensions_mut()
             .insert(ConnectInfo(SocketAddr::from((peer, 40000))));
-        let router = latchkey::http::router(self.app.state.clone());
+        let router = latchkey::http::router(self.state().clone());
         self.runtime
             .block_on(router.oneshot(request))
             .map(|response| response.status().as_u16())

@@ -165,7 +165,7 @@ async fn start_app(
         .iter()
         .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect();
-    start(data_dir, database_url, smtp, overrides, Arc::new(ManualClock::new())).await
+    start(data_dir, database_url, smtp, overrides, clock).await
 }
 
 /// Starts a server on an existing database and data directory (so the same master key).
