@@ -34,9 +34,9 @@ pub struct AppState {
 impl AppState {
     /// Connects, migrates and assembles everything a request, the CLI or the worker needs.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-        let keys = Keys::load(&config)?;
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
+        let keys = crate::keyring::load(&config, &store, clock.unix()).await?;
         let hasher = PasswordHasher::new(config.password_hash, config.hashing_threads)?;
         let mail_transport = sender::transport_for(&config)?;
         Ok(AppState {

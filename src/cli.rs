@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `user create|reset-2fa`, `audit verify|export`, `config check`.
+//! The command line: `serve`, `migrate`, `user create|reset-2fa`, `audit verify|export`,
+//! `keys rotate|generate`, `config check`.
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -9,8 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::accounts::{self, email::Email, sessions::Role};
 use crate::app::{shutdown_signal, AppState, Application};
 use crate::audit::{self, ClientInfo};
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::crypto;
+use crate::keyring;
+use crate::store::Store;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +39,9 @@ pub enum Command {
     /// Check or export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Master key rotation (see docs/operations.md).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -74,6 +81,15 @@ pub enum AuditCommand {
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
     },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Re-encrypt every stored secret under LATCHKEY_MASTER_KEY, opening old ones with
+    /// LATCHKEY_PREVIOUS_MASTER_KEYS; afterwards the previous keys can be removed.
+    Rotate,
+    /// Print a new random master key (base64 of 32 bytes).
+    Generate,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -183,6 +199,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     None => break,
                 }
             }
+            Ok(0)
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let store = Store::connect(&config.database_url).await?;
+            store.migrate().await?;
+            let report = keyring::rotate(&store, &config, SystemClock.unix()).await;
+            store.close().await;
+            let report = report?;
+            println!(
+                "re-encrypted under master key {}: {} TOTP secrets, {} pending TOTP setups, {} queued emails, MAC root {}",
+                report.key_id,
+                report.totp_secrets,
+                report.pending_totp_secrets,
+                report.queued_emails,
+                if report.mac_root { "re-sealed" } else { "already current" },
+            );
+            if report.remaining == 0 {
+                println!("nothing is sealed under another key: LATCHKEY_PREVIOUS_MASTER_KEYS can now be removed");
+                Ok(0)
+            } else {
+                println!(
+                    "{} secrets are still sealed under another key (an instance still runs with the old key?); run this again",
+                    report.remaining
+                );
+                Ok(1)
+            }
+        }
+        Command::Keys(KeysCommand::Generate) => {
+            println!("{}", crypto::generate_master_key());
             Ok(0)
         }
         Command::Config(ConfigCommand::Check) => {

@@ -18,6 +18,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "LATCHKEY_DATA_DIR",
     "LATCHKEY_PUBLIC_URL",
     "LATCHKEY_MASTER_KEY",
+    "LATCHKEY_PREVIOUS_MASTER_KEYS",
     "LATCHKEY_SMTP_URL",
     "LATCHKEY_MAIL_FROM",
     "LATCHKEY_RECOVERY_DELAY",
@@ -78,6 +79,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub public_url: Url,
     pub master_key: Option<Secret<[u8; 32]>>,
+    /// Earlier master keys, kept only until `latchkey keys rotate` has re-encrypted what they sealed.
+    pub previous_master_keys: Vec<Secret<[u8; 32]>>,
     pub smtp_url: Option<Secret<String>>,
     pub mail_from: String,
     pub recovery_delay: Duration,
@@ -181,6 +184,19 @@ impl Config {
                 parse_master_key(&text).map_err(|problem| fail("LATCHKEY_MASTER_KEY", problem))?,
             )),
             None => None,
+        };
+        let previous_master_keys = match raw("LATCHKEY_PREVIOUS_MASTER_KEYS") {
+            Some(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(|part| {
+                    parse_master_key(part).map(Secret).map_err(|problem| {
+                        fail("LATCHKEY_PREVIOUS_MASTER_KEYS", format!("{problem} (comma-separated)"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
         };
         let smtp_url = match raw("LATCHKEY_SMTP_URL") {
             Some(text) => {
@@ -303,6 +319,7 @@ impl Config {
             data_dir,
             public_url,
             master_key,
+            previous_master_keys,
             smtp_url,
             mail_from,
             recovery_delay,
@@ -462,6 +479,12 @@ mod tests {
             "LATCHKEY_MASTER_KEY"
         );
         assert_eq!(
+            config(&[("LATCHKEY_PREVIOUS_MASTER_KEYS", "c2hvcnQ=")])
+                .unwrap_err()
+                .variable,
+            "LATCHKEY_PREVIOUS_MASTER_KEYS"
+        );
+        assert_eq!(
             config(&[("LATCHKEY_SUDO_TTL", "ten")]).unwrap_err().variable,
             "LATCHKEY_SUDO_TTL"
         );
@@ -508,5 +531,15 @@ mod tests {
     fn secrets_are_redacted_in_debug() {
         let config = config(&[("LATCHKEY_SMTP_URL", "smtps://user:hunter2@mail.example.com")]).unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn previous_master_keys_are_a_comma_separated_list() {
+        use base64::Engine;
+        let encode = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+        let list = format!("{}, {}", encode(1), encode(2));
+        let config = config(&[("LATCHKEY_PREVIOUS_MASTER_KEYS", list.as_str())]).unwrap();
+        assert_eq!(config.previous_master_keys, vec![Secret([1u8; 32]), Secret([2u8; 32])]);
+        assert!(!format!("{config:?}").contains(&encode(1)));
     }
 }

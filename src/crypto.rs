@@ -20,51 +20,152 @@ use crate::config::{Config, PasswordHashParams};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Keys derived from the master key with HKDF, one per purpose, so that a token MAC can never be
-/// confused with a code MAC or an encryption key.
+/// Keys derived with HKDF, one per purpose, so that a token MAC can never be confused with a code
+/// MAC or an encryption key.
+///
+/// Two roots, because they age differently (docs/operations.md, "Rotating the master key"):
+/// - the **master key** (`LATCHKEY_MASTER_KEY`) encrypts things at rest: TOTP secrets, queued email
+///   bodies, and the MAC root. Each ciphertext names the key it was sealed under (`key_id`), so
+///   `latchkey keys rotate` can re-encrypt everything under a new master key, after which the old one
+///   is no longer needed.
+/// - the **MAC root** keys the HMACs of tokens and backup codes. Those hashes cannot be recomputed
+///   (the codes and tokens are not stored), so the MAC root must outlive any one master key: it is
+///   32 random bytes created on first start and stored in the database sealed under the master key
+///   (see `keyring`); a rotation re-seals it without changing it.
 #[derive(Clone)]
 pub struct Keys {
     token_mac: [u8; 32],
     code_mac: [u8; 32],
+    current: SealingKeys,
+    /// Earlier master keys (`LATCHKEY_PREVIOUS_MASTER_KEYS`), still able to open what they sealed.
+    previous: Vec<SealingKeys>,
+    /// Identifies the current master key; stored beside every ciphertext made under it.
+    pub key_id: String,
+}
+
+/// The encryption subkeys of one master key.
+#[derive(Clone)]
+struct SealingKeys {
+    key_id: String,
     secret_encryption: [u8; 32],
     outbox_encryption: [u8; 32],
-    /// Identifies the master key a ciphertext was made under (first bytes of a MAC of a label).
-    pub key_id: String,
+    key_material_encryption: [u8; 32],
+}
+
+impl SealingKeys {
+    fn derive(master_key: &[u8; 32]) -> SealingKeys {
+        let expand = expander(master_key);
+        SealingKeys {
+            key_id: hex::encode(&expand(b"key id")[..8]),
+            secret_encryption: expand(b"totp secret encryption"),
+            outbox_encryption: expand(b"outbox encryption"),
+            key_material_encryption: expand(b"key material encryption"),
+        }
+    }
+}
+
+fn expander(root: &[u8; 32]) -> impl Fn(&[u8]) -> [u8; 32] {
+    let hkdf = hkdf::Hkdf::<Sha256>::new(Some(b"latchkey v1"), root);
+    move |label: &[u8]| {
+        let mut key = [0u8; 32];
+        hkdf.expand(label, &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        key
+    }
 }
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "Keys {{ key_id: {:?}, .. }}", self.key_id)
+        let previous: Vec<&str> = self.previous.iter().map(|keys| keys.key_id.as_str()).collect();
+        write!(
+            formatter,
+            "Keys {{ key_id: {:?}, previous: {:?}, .. }}",
+            self.key_id, previous
+        )
     }
 }
 
-impl Keys {
-    pub fn derive(master_key: &[u8; 32]) -> Keys {
-        let hkdf = hkdf::Hkdf::<Sha256>::new(Some(b"latchkey v1"), master_key);
-        let expand = |label: &[u8]| {
-            let mut key = [0u8; 32];
-            hkdf.expand(label, &mut key)
-                .expect("32 bytes is a valid HKDF-SHA256 length");
-            key
+/// The master keys from the configuration: the current one and any earlier ones kept for a rotation.
+pub struct MasterKeys {
+    pub current: [u8; 32],
+    pub previous: Vec<[u8; 32]>,
+}
+
+impl MasterKeys {
+    /// The master key from the configuration, or from `DATA_DIR/master.key`, generated there
+    /// (mode 0600) on first start so the default setup works without any preparation.
+    pub fn load(config: &Config) -> anyhow::Result<MasterKeys> {
+        let current = match &config.master_key {
+            Some(secret) => secret.0,
+            None => load_or_create_master_key(&config.data_dir.join("master.key"))?,
         };
-        let identifier = expand(b"key id");
+        let previous = config
+            .previous_master_keys
+            .iter()
+            .map(|secret| secret.0)
+            .filter(|key| *key != current)
+            .collect();
+        Ok(MasterKeys { current, previous })
+    }
+
+    /// The identifier stored beside ciphertexts made under the current key.
+    pub fn key_id(&self) -> String {
+        SealingKeys::derive(&self.current).key_id
+    }
+
+    /// Seals the MAC root for storage; answers the sealed bytes and the key id they need.
+    pub fn seal_mac_root(&self, mac_root: &[u8; 32]) -> (Vec<u8>, String) {
+        let keys = SealingKeys::derive(&self.current);
+        (seal(&keys.key_material_encryption, mac_root, b"mac root"), keys.key_id)
+    }
+
+    /// Opens the stored MAC root with whichever configured master key sealed it.
+    pub fn open_mac_root(&self, sealed: &[u8], key_id: &str) -> anyhow::Result<[u8; 32]> {
+        let keys = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .map(SealingKeys::derive)
+            .find(|keys| keys.key_id == key_id)
+            .ok_or_else(|| unknown_key(key_id))?;
+        open(&keys.key_material_encryption, sealed, b"mac root")?
+            .try_into()
+            .map_err(|_| anyhow!("the stored MAC root is not 32 bytes"))
+    }
+
+    /// Everything keyed: encryption under these master keys, MACs under `mac_root`.
+    pub fn with_mac_root(&self, mac_root: &[u8; 32]) -> Keys {
+        let expand = expander(mac_root);
+        let current = SealingKeys::derive(&self.current);
         Keys {
             token_mac: expand(b"token mac"),
             code_mac: expand(b"backup code mac"),
-            secret_encryption: expand(b"totp secret encryption"),
-            outbox_encryption: expand(b"outbox encryption"),
-            key_id: hex::encode(&identifier[..8]),
+            key_id: current.key_id.clone(),
+            current,
+            previous: self.previous.iter().map(SealingKeys::derive).collect(),
         }
     }
+}
 
-    /// The master key from the configuration, or from `DATA_DIR/master.key`, generated there
-    /// (mode 0600) on first start so the default setup works without any preparation.
-    pub fn load(config: &Config) -> anyhow::Result<Keys> {
-        if let Some(secret) = &config.master_key {
-            return Ok(Keys::derive(&secret.0));
-        }
-        let path = config.data_dir.join("master.key");
-        Ok(Keys::derive(&load_or_create_master_key(&path)?))
+fn unknown_key(key_id: &str) -> anyhow::Error {
+    anyhow!(
+        "data is sealed under master key {key_id}, which is not configured: set it as LATCHKEY_MASTER_KEY \
+         or add it to LATCHKEY_PREVIOUS_MASTER_KEYS"
+    )
+}
+
+impl Keys {
+    /// Keys for one master key with a MAC root derived from it: for tests and tools without a
+    /// database. The server stores a random MAC root instead (`keyring::load`).
+    pub fn derive(master_key: &[u8; 32]) -> Keys {
+        let master = MasterKeys {
+            current: *master_key,
+            previous: Vec::new(),
+        };
+        master.with_mac_root(&expander(master_key)(b"mac root"))
+    }
+
+    /// Key ids of the earlier master keys still configured.
+    pub fn previous_key_ids(&self) -> Vec<String> {
+        self.previous.iter().map(|keys| keys.key_id.clone()).collect()
     }
 
     /// HMAC-SHA-256 of a bearer token (session, challenge, recovery, reset). Only this is stored.
@@ -77,28 +178,46 @@ impl Keys {
         mac(&self.code_mac, &[user_id.as_bytes(), b"\0", canonical_code.as_bytes()])
     }
 
-    /// Encrypts a second-factor secret; the user id is associated data, so a ciphertext copied to
-    /// another user's row does not decrypt.
+    /// Encrypts a second-factor secret under the current master key (store `key_id` beside it);
+    /// the user id is associated data, so a ciphertext copied to another user's row does not decrypt.
     pub fn seal_secret(&self, user_id: &str, plaintext: &[u8]) -> Vec<u8> {
-        seal(&self.secret_encryption, plaintext, user_id.as_bytes())
+        seal(&self.current.secret_encryption, plaintext, user_id.as_bytes())
     }
 
-    pub fn open_secret(&self, user_id: &str, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
-        open(&self.secret_encryption, sealed, user_id.as_bytes())
+    /// Decrypts a secret with the master key it was sealed under, named by its stored `key_id`.
+    pub fn open_secret(&self, user_id: &str, sealed: &[u8], key_id: &str) -> anyhow::Result<Vec<u8>> {
+        let keys = self.sealing_keys(key_id).ok_or_else(|| unknown_key(key_id))?;
+        open(&keys.secret_encryption, sealed, user_id.as_bytes())
     }
 
     /// Queued email bodies hold links with tokens, so they are encrypted until delivered.
     pub fn seal_outbox(&self, email_id: &str, plaintext: &[u8]) -> Vec<u8> {
-        seal(&self.outbox_encryption, plaintext, email_id.as_bytes())
+        seal(&self.current.outbox_encryption, plaintext, email_id.as_bytes())
     }
 
+    /// Opens a queued body under the current master key or, for emails queued before a rotation,
+    /// an earlier one.
     pub fn open_outbox(&self, email_id: &str, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
-        open(&self.outbox_encryption, sealed, email_id.as_bytes())
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find_map(|keys| open(&keys.outbox_encryption, sealed, email_id.as_bytes()).ok())
+            .ok_or_else(|| anyhow!("queued email does not decrypt under any configured master key"))
+    }
+
+    /// Whether a queued body is sealed under the current master key (a rotation skips it).
+    pub fn outbox_is_current(&self, email_id: &str, sealed: &[u8]) -> bool {
+        open(&self.current.outbox_encryption, sealed, email_id.as_bytes()).is_ok()
     }
 
     /// A CSRF token bound to a browser session: a MAC of its token, so nothing is stored.
     pub fn csrf_token(&self, session_token: &str) -> String {
         URL_SAFE_NO_PAD.encode(mac(&self.token_mac, &[b"csrf\0", session_token.as_bytes()]))
+    }
+
+    fn sealing_keys(&self, key_id: &str) -> Option<&SealingKeys> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|keys| keys.key_id == key_id)
     }
 }
 
@@ -183,6 +302,13 @@ fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     file.write_all(contents)?;
     file.sync_all()?;
     Ok(())
+}
+
+/// A new master key as `LATCHKEY_MASTER_KEY` takes it: 32 random bytes in base64.
+pub fn generate_master_key() -> String {
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    STANDARD.encode(key)
 }
 
 /// 256 random bits, URL-safe base64: session, challenge, recovery and reset tokens.
@@ -341,10 +467,59 @@ mod tests {
     fn sealed_secret_is_bound_to_its_owner() {
         let keys = Keys::derive(&[1u8; 32]);
         let sealed = keys.seal_secret("alice", b"secret bytes");
-        assert_eq!(keys.open_secret("alice", &sealed).unwrap(), b"secret bytes");
-        assert!(keys.open_secret("bob", &sealed).is_err());
-        assert!(Keys::derive(&[2u8; 32]).open_secret("alice", &sealed).is_err());
-        assert!(keys.open_secret("alice", &sealed[..10]).is_err());
+        let key_id = keys.key_id.clone();
+        assert_eq!(keys.open_secret("alice", &sealed, &key_id).unwrap(), b"secret bytes");
+        assert!(keys.open_secret("bob", &sealed, &key_id).is_err());
+        assert!(Keys::derive(&[2u8; 32]).open_secret("alice", &sealed, &key_id).is_err());
+        assert!(keys.open_secret("alice", &sealed[..10], &key_id).is_err());
+    }
+
+    #[test]
+    fn a_new_master_key_opens_what_the_previous_one_sealed_and_keeps_the_macs() {
+        let mac_root = [9u8; 32];
+        let old = MasterKeys {
+            current: [1u8; 32],
+            previous: Vec::new(),
+        }
+        .with_mac_root(&mac_root);
+        let sealed_secret = old.seal_secret("alice", b"secret");
+        let sealed_email = old.seal_outbox("email-1", b"body");
+
+        let rotated = MasterKeys {
+            current: [2u8; 32],
+            previous: vec![[1u8; 32]],
+        };
+        let new = rotated.with_mac_root(&mac_root);
+        assert_ne!(new.key_id, old.key_id);
+        assert_eq!(new.previous_key_ids(), vec![old.key_id.clone()]);
+        assert_eq!(
+            new.open_secret("alice", &sealed_secret, &old.key_id).unwrap(),
+            b"secret"
+        );
+        assert_eq!(new.open_outbox("email-1", &sealed_email).unwrap(), b"body");
+        assert!(!new.outbox_is_current("email-1", &sealed_email));
+        // Token and backup-code hashes depend on the MAC root only, so they survive the rotation.
+        assert_eq!(new.token_hash("token"), old.token_hash("token"));
+        assert_eq!(
+            new.backup_code_hash("alice", "ABCD"),
+            old.backup_code_hash("alice", "ABCD")
+        );
+
+        // Once the old key is dropped, what it sealed no longer opens, and the error says why.
+        let only_new = MasterKeys {
+            current: [2u8; 32],
+            previous: Vec::new(),
+        };
+        let error = only_new
+            .with_mac_root(&mac_root)
+            .open_secret("alice", &sealed_secret, &old.key_id)
+            .unwrap_err();
+        assert!(error.to_string().contains("LATCHKEY_PREVIOUS_MASTER_KEYS"));
+
+        let (sealed_root, key_id) = rotated.seal_mac_root(&mac_root);
+        assert_eq!(key_id, new.key_id);
+        assert_eq!(only_new.open_mac_root(&sealed_root, &key_id).unwrap(), mac_root);
+        assert!(only_new.open_mac_root(&sealed_root, &old.key_id).is_err());
     }
 
     #[tokio::test]

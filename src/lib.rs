@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod http;
+pub mod keyring;
 pub mod mail;
 pub mod ratelimit;
 pub mod recovery;

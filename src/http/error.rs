@@ -83,15 +83,7 @@ impl ApiError {
     /// An error nobody planned for: logged in full, answered without detail. A database that
     /// cannot be reached answers 503 so clients and load balancers can retry elsewhere.
     pub fn internal(error: anyhow::Error) -> ApiError {
-        let unavailable = error.chain().any(|cause| {
-            cause.downcast_ref::<sqlx::Error>().is_some_and(|e| {
-                matches!(
-                    e,
-                    sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
-                )
-            })
-        });
-        if unavailable {
+        if crate::store::is_unavailable(&error) {
             tracing::error!(error = format!("{error:#}"), "database unavailable");
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -17,8 +17,11 @@ use crate::store::outbox;
 
 /// Attempts before an email is given up (with an error log and a metric).
 pub const MAX_ATTEMPTS: i64 = 12;
-/// A claimed email is retried by anyone after this many seconds if its sender died.
-const CLAIM_LEASE_SECONDS: i64 = 120;
+/// A claimed email is retried by anyone after this many seconds if its sender died (a crash
+/// between claim and send). Every send is cut off after `SEND_TIMEOUT`, well within the lease,
+/// so a live sender never loses its claim to another instance mid-send.
+const CLAIM_LEASE_SECONDS: i64 = 30;
+const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct OutgoingEmail<'a> {
     pub id: &'a str,
@@ -171,7 +174,9 @@ pub async fn deliver_due(state: &AppState) -> anyhow::Result<usize> {
                         subject: &row.subject,
                         body: &body,
                     };
-                    state.mail_transport.send(&email).await
+                    tokio::time::timeout(SEND_TIMEOUT, state.mail_transport.send(&email))
+                        .await
+                        .unwrap_or_else(|_| Err(format!("no answer within {SEND_TIMEOUT:?}")))
                 }
                 Err(_) => Err("queued body is unreadable".to_string()),
             },

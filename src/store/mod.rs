@@ -6,6 +6,7 @@
 //! requests, or two instances on one PostgreSQL, can never both win.
 
 pub mod audit;
+pub mod keys;
 pub mod outbox;
 pub mod recovery;
 pub mod sessions;
@@ -167,6 +168,48 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Whether an error means the database cannot be reached right now (down, restarting, refusing
+/// connections, out of connections, locked), as opposed to a bug: the client gets 503 and may retry.
+pub fn is_unavailable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(sqlx_error_is_unavailable)
+    })
+}
+
+fn sqlx_error_is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => {
+            if let Some(postgres) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                // Connection exceptions; administrator, crash or start-up shutdown; too many
+                // connections; a database not accepting connections; a read-only standby after a
+                // failover; and anything FATAL, which ends the connection.
+                let code = postgres.code();
+                code.starts_with("08")
+                    || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000" | "25006")
+                    || matches!(
+                        postgres.severity(),
+                        sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+                    )
+            } else {
+                // SQLite (extended) result codes: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
+                let code = database
+                    .code()
+                    .and_then(|code| code.parse::<i64>().ok())
+                    .unwrap_or_default();
+                matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)
+            }
+        }
+        _ => false,
     }
 }
 

@@ -144,7 +144,9 @@ pub async fn confirm_totp(
     let pending = rows::pending_totp(&mut tx, &session.user_id, now)
         .await?
         .ok_or(EnrollmentError::NoPendingSetup)?;
-    let secret = state.keys.open_secret(&session.user_id, &pending.secret)?;
+    let secret = state
+        .keys
+        .open_secret(&session.user_id, &pending.secret, &pending.key_id)?;
     let code = totp::TotpCode::parse(code).map_err(|_| EnrollmentError::InvalidCode)?;
     let step = totp::matching_step(&secret, &code, now).ok_or(EnrollmentError::InvalidCode)?;
     let was_enabled = !twofactor::methods(&mut tx, &session.user_id).await?.is_empty();

@@ -110,7 +110,7 @@ pub async fn verify_second_factor(
             let Some(sealed) = rows::totp_secret(conn, user_id).await? else {
                 return Ok(Err(CodeError::Invalid));
             };
-            let secret = state.keys.open_secret(user_id, &sealed.secret)?;
+            let secret = state.keys.open_secret(user_id, &sealed.secret, &sealed.key_id)?;
             let Some(step) = totp::matching_step(&secret, code, now) else {
                 return Ok(Err(CodeError::Invalid));
             };

@@ -6,9 +6,14 @@ mod common;
 
 mod accounts;
 mod admin;
+mod attacks;
 mod audit_and_email;
 mod cli;
 mod contract;
+mod faults;
+mod fuzz;
+mod interop;
+mod keys;
 mod pages;
 mod password_reset;
 mod recovery;

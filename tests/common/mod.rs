@@ -3,6 +3,7 @@
 //! clock the test moves. The client keeps cookies and does not follow redirects.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod smtp_sink;
 
 use std::collections::BTreeMap;
@@ -104,12 +105,67 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(backend, data_dir.path()).await;
+    start_app(database_url, data_dir, Arc::new(ManualClock::new()), overrides).await
+}
+
+impl TestApp {
+    /// Another instance on this app's database, with the same master key and clock but its own
+    /// data directory and SMTP sink: two latchkey processes behind one load balancer share nothing
+    /// else. Overrides apply to the new instance only.
+    pub async fn spawn_second_instance(&self, overrides: &[(&str, &str)]) -> TestApp {
+        let master_key = self.master_key();
+        let mut settings = vec![("LATCHKEY_MASTER_KEY", master_key.as_str())];
+        settings.extend_from_slice(overrides);
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        start_app(self.database_url.clone(), data_dir, self.clock.clone(), &settings).await
+    }
+
+    /// Stops the server gracefully (its worker too) and waits until its database pool is closed;
+    /// the data directory and database stay for a restart.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
+        }
+    }
+
+    /// The master key this app runs with (base64), as `LATCHKEY_MASTER_KEY` takes it.
+    pub fn master_key(&self) -> String {
+        use base64::Engine;
+        if let Some(key) = &self.state.config.master_key {
+            return base64::engine::general_purpose::STANDARD.encode(key.0);
+        }
+        std::fs::read_to_string(self.data_dir.path().join("master.key"))
+            .map(|text| text.trim().to_string())
+            .expect("the app's generated master.key")
+    }
+}
+
+/// Starts an app on an existing database (a restart, or another instance) with the given data
+/// directory, clock and configuration overrides.
+pub async fn spawn_app_on(
+    database_url: &str,
+    data_dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    overrides: &[(&str, &str)],
+) -> TestApp {
+    start_app(database_url.to_string(), data_dir, clock, overrides).await
+}
+
+async fn start_app(
+    database_url: String,
+    data_dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    overrides: &[(&str, &str)],
+) -> TestApp {
     let smtp = SmtpSink::start().await;
     let overrides = overrides
         .iter()
         .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect();
-    start(data_dir, database_url, smtp, overrides, Arc::new(ManualClock::new())).await
+    start(data_dir, database_url, smtp, overrides, clock).await
 }
 
 /// Starts a server on an existing database and data directory (so the same master key).
