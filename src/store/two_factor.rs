@@ -246,8 +246,8 @@ pub async fn pending_totp_with_expiry(
     conn: &mut AnyConnection,
     user_id: &str,
     now: i64,
-) -> sqlx::Result<Option<(Vec<u8>, i64)>> {
-    sqlx::query_as("SELECT secret, expires_at FROM totp_pending WHERE user_id = $1 AND expires_at > $2")
+) -> sqlx::Result<Option<(Vec<u8>, String, i64)>> {
+    sqlx::query_as("SELECT secret, key_id, expires_at FROM totp_pending WHERE user_id = $1 AND expires_at > $2")
         .bind(user_id)
         .bind(now)
         .fetch_optional(conn)

@@ -107,10 +107,11 @@ pub async fn pending_totp_setup(
         return Err(EnrollmentError::ReauthRequired);
     }
     let mut conn = state.store.read().await?;
-    let Some((sealed, expires_at)) = rows::pending_totp_with_expiry(&mut conn, &session.user_id, now).await? else {
+    let Some((sealed, key_id, expires_at)) = rows::pending_totp_with_expiry(&mut conn, &session.user_id, now).await?
+    else {
         return Ok(None);
     };
-    let secret = state.keys.open_secret(&session.user_id, &sealed)?;
+    let secret = state.keys.open_secret(&session.user_id, &sealed, &key_id)?;
     Ok(Some(describe_setup(state, session, &secret, expires_at)))
 }
 

@@ -177,7 +177,7 @@ pub async fn start_registration(
         .filter_map(|row| URL_SAFE_NO_PAD.decode(&row.credential_id).ok())
         .map(CredentialID::from)
         .collect();
-    let (options, registration) = relying_party
+    let (mut options, registration) = relying_party
         .start_securitykey_registration(
             user_handle(&session.user_id),
             &session.email,
@@ -187,6 +187,12 @@ pub async fn start_registration(
             None,
         )
         .context("starting a WebAuthn registration")?;
+    // webauthn-rs asks for credProtect "userVerificationRequired" beside userVerification
+    // "preferred"; Chromium refuses that combination outright, so no key could be added. The
+    // extension is advisory here (not enforced), so it is left out.
+    if let Some(extensions) = options.public_key.extensions.as_mut() {
+        extensions.cred_protect = None;
+    }
     rows::delete_expired_ceremonies(&mut tx, now).await?;
     rows::replace_ceremony(
         &mut tx,

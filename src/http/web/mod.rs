@@ -9,8 +9,8 @@ mod assets;
 mod auth;
 mod forms;
 mod page;
-mod security_keys;
 mod recovery;
+mod security_keys;
 mod session;
 mod two_factor;
 
