@@ -5,7 +5,7 @@ use rand::rngs::OsRng;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::accounts::sessions::{CurrentSession, Role, SessionState};
+use crate::accounts::sessions::{CurrentSession, Role};
 use crate::accounts::throttle::{self, Blocked};
 use crate::app::AppState;
 use crate::audit::{self, ClientInfo, Event};
@@ -153,22 +153,7 @@ pub async fn confirm_totp(
     let was_enabled = !twofactor::methods(&mut tx, &session.user_id).await?.is_empty();
     rows::replace_totp(&mut tx, &session.user_id, &pending.secret, &pending.key_id, step, now).await?;
     rows::delete_pending_totp(&mut tx, &session.user_id).await?;
-    let backup_codes = if was_enabled {
-        None
-    } else {
-        let codes = twofactor::issue_backup_codes(&mut tx, state, &session.user_id, now).await?;
-        audit::record(
-            &mut tx,
-            now,
-            client,
-            Event::by_user("backup_codes_generated", &session.user_id),
-        )
-        .await?;
-        Some(codes)
-    };
-    if !session.is_full() {
-        store::sessions::set_state(&mut tx, &session.id, SessionState::Full.as_str()).await?;
-    }
+    let backup_codes = twofactor::factor_added(&mut tx, state, client, session, was_enabled, now).await?;
     let event =
         Event::by_user("totp_enabled", &session.user_id).with_detail(json!({"replaced_authenticator": was_enabled}));
     audit::record(&mut tx, now, client, event).await?;

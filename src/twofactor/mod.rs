@@ -160,6 +160,36 @@ pub async fn issue_backup_codes(
     Ok(codes.iter().map(|code| code.formatted()).collect())
 }
 
+/// What follows adding a second factor, whichever kind: when it turns 2FA on, a first set of
+/// backup codes (answered once); and a session that existed only to enroll becomes `full`.
+pub async fn factor_added(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    client: &ClientInfo,
+    session: &crate::accounts::sessions::CurrentSession,
+    was_enabled: bool,
+    now: i64,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let backup_codes = if was_enabled {
+        None
+    } else {
+        let codes = issue_backup_codes(conn, state, &session.user_id, now).await?;
+        audit::record(
+            conn,
+            now,
+            client,
+            Event::by_user("backup_codes_generated", &session.user_id),
+        )
+        .await?;
+        Some(codes)
+    };
+    if !session.is_full() {
+        let full = crate::accounts::sessions::SessionState::Full;
+        crate::store::sessions::set_state(conn, &session.id, full.as_str()).await?;
+    }
+    Ok(backup_codes)
+}
+
 /// Removes every second factor of the user (disable, recovery, admin reset).
 pub async fn delete_all_factors(conn: &mut AnyConnection, user_id: &str) -> anyhow::Result<()> {
     rows::delete_all_factors(conn, user_id).await?;

@@ -25,7 +25,7 @@ use webauthn_rs::prelude::{
     Uuid, Webauthn, WebauthnBuilder,
 };
 
-use crate::accounts::sessions::{CurrentSession, Role, SessionState};
+use crate::accounts::sessions::{CurrentSession, Role};
 use crate::app::AppState;
 use crate::audit::{self, ClientInfo, Event};
 use crate::clock::rfc3339;
@@ -262,22 +262,7 @@ pub async fn finish_registration(
     if !rows::insert_credential(&mut tx, &row).await? {
         return Err(PasskeyError::AlreadyRegistered);
     }
-    let backup_codes = if was_enabled {
-        None
-    } else {
-        let codes = twofactor::issue_backup_codes(&mut tx, state, &session.user_id, now).await?;
-        audit::record(
-            &mut tx,
-            now,
-            client,
-            Event::by_user("backup_codes_generated", &session.user_id),
-        )
-        .await?;
-        Some(codes)
-    };
-    if !session.is_full() {
-        store::sessions::set_state(&mut tx, &session.id, SessionState::Full.as_str()).await?;
-    }
+    let backup_codes = twofactor::factor_added(&mut tx, state, client, session, was_enabled, now).await?;
     let event = Event::by_user("webauthn_added", &session.user_id)
         .with_detail(json!({"credential": row.id, "name": row.name, "turned_on_2fa": !was_enabled}));
     audit::record(&mut tx, now, client, event).await?;
