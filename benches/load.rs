@@ -483,13 +483,13 @@ async fn lookups_scale(rows: &mut Vec<Row>) {
         let mut tx = state.store.begin().await.unwrap();
         for index in 0..users {
             let id = format!("user-{index}");
-            sqlx::query(
+            latchkey::store::db::query(
                 "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, 'x', 'user', $3)",
             )
             .bind(&id)
             .bind(format!("u{index}@example.com"))
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await
             .unwrap();
             let codes = backup_codes::generate_set(&mut rand::rngs::OsRng);

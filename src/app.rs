@@ -27,7 +27,6 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub ip_limiter: Arc<IpLimiter>,
     pub mail_transport: Arc<dyn MailTransport>,
-    mail_wakeup: Arc<Notify>,
     pub metrics: PrometheusHandle,
 }
 
@@ -47,14 +46,8 @@ impl AppState {
             clock,
             ip_limiter: Arc::new(IpLimiter::default()),
             mail_transport,
-            mail_wakeup: Arc::new(Notify::new()),
             metrics: metrics_handle(),
         })
-    }
-
-    /// Tells the sender that an email was just committed to the outbox.
-    pub fn wake_mailer(&self) {
-        self.mail_wakeup.notify_one();
     }
 }
 
@@ -141,18 +134,19 @@ async fn run_worker(state: AppState, stop: Arc<Notify>) {
         }
         tokio::select! {
             _ = stop.notified() => return,
-            _ = state.mail_wakeup.notified() => {}
+            _ = state.store.mail_queued() => {}
             _ = tokio::time::sleep(state.config.background_interval) => {}
         }
     }
 }
 
 async fn sweep(state: &AppState, now: i64) -> anyhow::Result<()> {
-    let mut conn = state.store.read().await?;
+    let mut tx = state.store.begin().await?;
     let idle_cutoff = now - state.config.session_idle_timeout.as_secs() as i64;
-    crate::store::sessions::delete_expired(&mut conn, now, idle_cutoff).await?;
-    crate::store::two_factor::delete_old_challenges(&mut conn, now - 3600).await?;
-    crate::recovery::sweep(&mut conn, now).await?;
+    crate::store::sessions::delete_expired(&mut tx, now, idle_cutoff).await?;
+    crate::store::two_factor::delete_old_challenges(&mut tx, now - 3600).await?;
+    crate::recovery::sweep(&mut tx, now).await?;
+    tx.commit().await?;
     Ok(())
 }
 

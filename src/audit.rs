@@ -1,10 +1,10 @@
 //! The tamper-evident audit log: every security event, in the same transaction as the change it
 //! describes, each row holding SHA-256(previous hash || canonical encoding of the row).
 
+use crate::store::Connection;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::AnyConnection;
 
 use crate::clock::rfc3339;
 use crate::store::audit::{self as rows, AuditRow};
@@ -57,13 +57,13 @@ impl<'a> Event<'a> {
 }
 
 /// Appends an event inside the caller's transaction.
-pub async fn record(conn: &mut AnyConnection, now: i64, client: &ClientInfo, event: Event<'_>) -> anyhow::Result<()> {
+pub async fn record(conn: &mut Connection, now: i64, client: &ClientInfo, event: Event<'_>) -> anyhow::Result<()> {
     record_all(conn, now, client, vec![event]).await
 }
 
 /// Appends several events of one change with a single turn of the chain's head.
 pub async fn record_all(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     now: i64,
     client: &ClientInfo,
     events: Vec<Event<'_>>,

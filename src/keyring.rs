@@ -27,7 +27,9 @@ pub async fn load(config: &Config, store: &Store, now: i64) -> anyhow::Result<Ke
         rand::rngs::OsRng.fill_bytes(&mut mac_root);
         let (sealed, key_id) = master.seal_mac_root(&mac_root);
         // Two instances starting on an empty database race here; one row wins and both read it.
-        rows::insert_material_once(&mut conn, MAC_ROOT, &sealed, &key_id, now).await?;
+        let mut tx = store.begin().await?;
+        rows::insert_material_once(&mut tx, MAC_ROOT, &sealed, &key_id, now).await?;
+        tx.commit().await?;
     }
     let stored = rows::material(&mut conn, MAC_ROOT)
         .await?

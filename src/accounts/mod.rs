@@ -48,8 +48,8 @@ pub enum AccountError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for AccountError {
-    fn from(error: sqlx::Error) -> Self {
+impl From<crate::store::db::Error> for AccountError {
+    fn from(error: crate::store::db::Error) -> Self {
         AccountError::Internal(error.into())
     }
 }
@@ -224,8 +224,9 @@ fn email_fallback(email: Option<&Email>) -> String {
 }
 
 pub async fn logout(state: &AppState, session: &CurrentSession) -> Result<(), AccountError> {
-    let mut conn = state.store.read().await?;
-    store::sessions::delete(&mut conn, &session.id).await?;
+    let mut tx = state.store.begin().await?;
+    store::sessions::delete(&mut tx, &session.id).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -404,7 +405,6 @@ pub async fn reauthenticate(
         }
     };
     tx.commit().await?;
-    state.wake_mailer();
     result
 }
 
@@ -437,6 +437,5 @@ pub async fn change_password(
     )
     .await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Sessions: 256-bit bearer tokens stored only as HMACs, with an idle timeout, an absolute
 //! lifetime, a sudo window, and a state that limits what an unfinished session may do.
 
-use sqlx::AnyConnection;
+use crate::store::Connection;
 
 use crate::app::AppState;
 use crate::audit::ClientInfo;
@@ -107,7 +107,7 @@ pub struct IssuedSession {
 /// Issues a session inside the caller's transaction. A login counts as a fresh authentication,
 /// so the session starts in sudo mode.
 pub async fn issue(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     state: &AppState,
     user_id: &str,
     session_state: SessionState,
@@ -143,16 +143,26 @@ pub async fn authenticate(state: &AppState, token: &str) -> anyhow::Result<Optio
         return Ok(None);
     }
     let now = state.clock.unix();
-    let mut conn = state.store.read().await?;
-    let Some(found) = rows::find_by_token_hash(&mut conn, &state.keys.token_hash(token)).await? else {
+    let found = {
+        let mut conn = state.store.read().await?;
+        rows::find_by_token_hash(&mut conn, &state.keys.token_hash(token)).await?
+    };
+    let Some(found) = found else {
         return Ok(None);
     };
     let idle_limit = state.config.session_idle_timeout.as_secs() as i64;
     if found.expires_at <= now || found.last_seen_at + idle_limit <= now {
-        rows::delete(&mut conn, &found.id).await?;
+        let mut tx = state.store.begin().await?;
+        rows::delete(&mut tx, &found.id).await?;
+        tx.commit().await?;
         return Ok(None);
     }
-    rows::touch(&mut conn, &found.id, now).await?;
+    // Activity is recorded at most once a minute, so most requests only read.
+    if found.last_seen_at < now - rows::TOUCH_INTERVAL_SECONDS {
+        let mut tx = state.store.begin().await?;
+        rows::touch(&mut tx, &found.id, now).await?;
+        tx.commit().await?;
+    }
     Ok(Some(CurrentSession {
         id: found.id,
         user_id: found.user_id,

@@ -3,7 +3,7 @@
 //! success resets it; 100 consecutive second-factor failures lock second-factor login until a
 //! recovery or an admin reset (NIST SP 800-63B §5.2.2 allows at most 100).
 
-use sqlx::AnyConnection;
+use crate::store::Connection;
 
 use crate::store::throttles;
 
@@ -51,12 +51,7 @@ pub enum Blocked {
 }
 
 /// Refuses an attempt while the subject must wait, before any guess is checked.
-pub async fn check(
-    conn: &mut AnyConnection,
-    subject: &str,
-    kind: Kind,
-    now: i64,
-) -> anyhow::Result<Result<(), Blocked>> {
+pub async fn check(conn: &mut Connection, subject: &str, kind: Kind, now: i64) -> anyhow::Result<Result<(), Blocked>> {
     let row = throttles::get(conn, subject, kind.as_str()).await?;
     if row.locked != 0 {
         return Ok(Err(Blocked::Locked));
@@ -76,7 +71,7 @@ pub struct Failure {
     pub locked_now: bool,
 }
 
-pub async fn record_failure(conn: &mut AnyConnection, subject: &str, kind: Kind, now: i64) -> anyhow::Result<Failure> {
+pub async fn record_failure(conn: &mut Connection, subject: &str, kind: Kind, now: i64) -> anyhow::Result<Failure> {
     let failures = throttles::add_failure(conn, subject, kind.as_str()).await?;
     let locked_now = kind.locks() && failures >= LOCK_AFTER_FAILURES;
     let delay = delay_after(failures);
@@ -90,7 +85,7 @@ pub async fn record_failure(conn: &mut AnyConnection, subject: &str, kind: Kind,
     })
 }
 
-pub async fn reset(conn: &mut AnyConnection, subject: &str, kind: Kind) -> anyhow::Result<()> {
+pub async fn reset(conn: &mut Connection, subject: &str, kind: Kind) -> anyhow::Result<()> {
     throttles::reset(conn, subject, kind.as_str()).await?;
     Ok(())
 }

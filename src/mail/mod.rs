@@ -5,9 +5,9 @@
 pub mod notices;
 pub mod sender;
 
+use crate::store::Connection;
 use askama::Template;
 use serde::{Deserialize, Serialize};
-use sqlx::AnyConnection;
 
 use crate::audit::ClientInfo;
 use crate::clock::rfc3339;
@@ -83,7 +83,7 @@ pub fn render(product_name: &str, notice: &Notice) -> anyhow::Result<Body> {
 
 /// Queues a notice to `recipient` inside the caller's transaction.
 pub async fn queue(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     config: &Config,
     keys: &Keys,
     now: i64,

@@ -157,8 +157,10 @@ pub async fn deliver_due(state: &AppState) -> anyhow::Result<usize> {
     let mut sent = 0;
     for id in ids {
         let claimed = {
-            let mut conn = state.store.read().await?;
-            outbox::claim(&mut conn, &id, now, CLAIM_LEASE_SECONDS).await?
+            let mut tx = state.store.begin().await?;
+            let claimed = outbox::claim(&mut tx, &id, now, CLAIM_LEASE_SECONDS).await?;
+            tx.commit().await?;
+            claimed
         };
         let Some(row) = claimed else { continue };
         let outcome = match row
@@ -182,27 +184,28 @@ pub async fn deliver_due(state: &AppState) -> anyhow::Result<usize> {
             },
             _ => Err("queued body does not decrypt (master key changed?)".to_string()),
         };
-        let mut conn = state.store.read().await?;
+        let mut tx = state.store.begin().await?;
         let now = state.clock.unix();
         match outcome {
             Ok(()) => {
-                outbox::mark_sent(&mut conn, &row.id, now).await?;
+                outbox::mark_sent(&mut tx, &row.id, now).await?;
                 metrics::counter!("latchkey_emails_sent_total").increment(1);
                 sent += 1;
             }
             Err(error) if row.attempts + 1 >= MAX_ATTEMPTS => {
                 tracing::error!(email_id = %row.id, attempts = row.attempts + 1, %error, "giving up on an email");
                 metrics::counter!("latchkey_emails_failed_total").increment(1);
-                outbox::mark_failed(&mut conn, &row.id, now, &error).await?;
+                outbox::mark_failed(&mut tx, &row.id, now, &error).await?;
             }
             Err(error) => {
                 let delay = retry_delay(state.config.background_interval, row.attempts);
                 tracing::warn!(email_id = %row.id, attempts = row.attempts + 1, %error, retry_in_ms = delay.as_millis() as u64, "email delivery failed; will retry");
                 metrics::counter!("latchkey_email_retries_total").increment(1);
                 let next = now + (delay.as_millis() as i64 + 999) / 1000;
-                outbox::mark_retry(&mut conn, &row.id, next, &error).await?;
+                outbox::mark_retry(&mut tx, &row.id, next, &error).await?;
             }
         }
+        tx.commit().await?;
     }
     Ok(sent)
 }

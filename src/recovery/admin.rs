@@ -43,8 +43,8 @@ pub enum AdminError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for AdminError {
-    fn from(error: sqlx::Error) -> Self {
+impl From<crate::store::db::Error> for AdminError {
+    fn from(error: crate::store::db::Error) -> Self {
         AdminError::Internal(error.into())
     }
 }
@@ -67,7 +67,7 @@ pub struct UserPage {
     pub next_page: Option<i64>,
 }
 
-async fn summary(conn: &mut sqlx::AnyConnection, user: UserRow) -> anyhow::Result<UserSummary> {
+async fn summary(conn: &mut crate::store::Connection, user: UserRow) -> anyhow::Result<UserSummary> {
     let two_factor_enabled = !twofactor::methods(conn, &user.id).await?.is_empty();
     Ok(UserSummary {
         two_factor_enabled,
@@ -216,7 +216,6 @@ pub async fn reset_two_factor(
     )
     .await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(ResetOutcome::Reset)
 }
 
@@ -278,7 +277,6 @@ pub async fn approve(
     )
     .await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(())
 }
 

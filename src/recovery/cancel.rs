@@ -2,8 +2,8 @@
 //! normal second-factor login, by turning email recovery off, or by an administrator's reset.
 //! Every cancel is audited and emailed.
 
+use crate::store::Connection;
 use serde_json::json;
-use sqlx::AnyConnection;
 
 use super::{notices, RecoveryError};
 use crate::accounts::sessions::CurrentSession;
@@ -78,7 +78,6 @@ pub async fn cancel_by_token(state: &AppState, client: &ClientInfo, cancel_token
         return Err(RecoveryError::InvalidToken);
     }
     tx.commit().await?;
-    state.wake_mailer();
     Ok(())
 }
 
@@ -105,7 +104,6 @@ pub async fn cancel_for_session(
         return Err(RecoveryError::NotFound);
     }
     tx.commit().await?;
-    state.wake_mailer();
     Ok(())
 }
 
@@ -113,7 +111,7 @@ pub async fn cancel_for_session(
 /// the mailer after commit); answers whether there was one. The owner is the actor, except for an
 /// administrator's reset, which records its own event.
 pub(crate) async fn cancel_pending(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     state: &AppState,
     user_id: &str,
     email: &str,
@@ -130,7 +128,7 @@ pub(crate) async fn cancel_pending(
 
 #[allow(clippy::too_many_arguments)]
 async fn end_and_notify(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     state: &AppState,
     recovery: &RecoveryRow,
     email: &str,

@@ -61,7 +61,6 @@ async fn send_recovery_email(state: AppState, client: ClientInfo, email: String)
     mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
     audit::record(&mut tx, now, client, event).await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(())
 }
 
@@ -173,7 +172,6 @@ pub async fn confirm(
     mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
     audit::record(&mut tx, now, client, event).await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(PendingRecovery {
         completes_at: schedule.completes_at,
         lost_password,
@@ -322,7 +320,6 @@ pub async fn complete(
     mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
     audit::record(&mut tx, now, client, event).await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(session)
 }
 

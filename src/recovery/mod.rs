@@ -16,7 +16,7 @@ mod reminders;
 mod requests;
 mod settings;
 
-use sqlx::AnyConnection;
+use crate::store::Connection;
 
 use crate::accounts::password_policy::WeakPassword;
 use crate::accounts::throttle::Blocked;
@@ -62,8 +62,8 @@ pub enum RecoveryError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for RecoveryError {
-    fn from(error: sqlx::Error) -> Self {
+impl From<crate::store::db::Error> for RecoveryError {
+    fn from(error: crate::store::db::Error) -> Self {
         RecoveryError::Internal(error.into())
     }
 }
@@ -82,7 +82,7 @@ impl From<Blocked> for RecoveryError {
 }
 
 /// When the account's pending recovery completes, if one is pending.
-pub async fn pending_completes_at(conn: &mut AnyConnection, user_id: &str) -> anyhow::Result<Option<i64>> {
+pub async fn pending_completes_at(conn: &mut Connection, user_id: &str) -> anyhow::Result<Option<i64>> {
     Ok(rows::pending_recovery_for_user(conn, user_id)
         .await?
         .and_then(|recovery| recovery.completes_at))
@@ -91,7 +91,7 @@ pub async fn pending_completes_at(conn: &mut AnyConnection, user_id: &str) -> an
 /// A successful full second-factor login cancels any pending recovery of the account: the owner
 /// evidently still has a factor.
 pub async fn cancel_pending_after_login(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     state: &AppState,
     user_id: &str,
     email: &str,
@@ -110,6 +110,6 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<()> {
 
 /// Expires recoveries whose completion window closed and forgets old requests, links and counts
 /// (called by the worker's once-a-minute clean-up).
-pub async fn sweep(conn: &mut AnyConnection, now: i64) -> anyhow::Result<()> {
+pub async fn sweep(conn: &mut Connection, now: i64) -> anyhow::Result<()> {
     reminders::sweep(conn, now).await
 }

@@ -40,8 +40,8 @@ pub enum PasswordResetError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for PasswordResetError {
-    fn from(error: sqlx::Error) -> Self {
+impl From<crate::store::db::Error> for PasswordResetError {
+    fn from(error: crate::store::db::Error) -> Self {
         PasswordResetError::Internal(error.into())
     }
 }
@@ -97,7 +97,6 @@ async fn send_reset_email(state: AppState, client: ClientInfo, email: String) ->
     mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
     audit::record(&mut tx, now, client, event).await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(())
 }
 
@@ -200,6 +199,5 @@ pub async fn reset(
     mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
     audit::record(&mut tx, now, client, event).await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The background side of the waiting period: reminders before it ends, and clean-up. All state
 //! lives in the database, so a restart (or another instance) picks up where the last left off.
 
-use sqlx::AnyConnection;
+use crate::store::Connection;
 
 use super::email_recovery::cancel_link;
 use super::{notices, requests};
@@ -23,7 +23,6 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<()> {
         let mut conn = state.store.read().await?;
         rows::due_reminders(&mut conn, now, REMINDERS_PER_ROUND).await?
     };
-    let mut queued = false;
     for recovery in due {
         let mut tx = state.store.begin().await?;
         // Another worker (instance) may have sent it meanwhile.
@@ -52,17 +51,13 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<()> {
         );
         mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
         tx.commit().await?;
-        queued = true;
-    }
-    if queued {
-        state.wake_mailer();
     }
     Ok(())
 }
 
 /// Expires recoveries whose completion window closed and forgets old rows (the worker's
 /// once-a-minute clean-up).
-pub async fn sweep(conn: &mut AnyConnection, now: i64) -> anyhow::Result<()> {
+pub async fn sweep(conn: &mut Connection, now: i64) -> anyhow::Result<()> {
     rows::expire_stale_recoveries(conn, now, None).await?;
     rows::delete_old_recoveries(conn, now - KEEP_ENDED_SECONDS).await?;
     rows::delete_old_password_resets(conn, now - KEEP_ENDED_SECONDS).await?;

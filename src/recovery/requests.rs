@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use sqlx::AnyConnection;
+use crate::store::Connection;
 
 use crate::accounts::email::Email;
 use crate::app::AppState;
@@ -64,7 +64,7 @@ where
 /// The account a request is about: counted against its address first, and None when over the
 /// hourly limit, malformed, or without an account.
 pub async fn requested_account(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     state: &AppState,
     kind: RequestKind,
     email: &str,
@@ -82,7 +82,7 @@ pub async fn requested_account(
 /// Counts the request against the address (a keyed hash of it, so unknown addresses are not
 /// stored in clear); answers whether it is within the hourly limit.
 async fn within_address_limit(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     state: &AppState,
     kind: RequestKind,
     email: &Email,
@@ -94,7 +94,7 @@ async fn within_address_limit(
 }
 
 /// Forgets request counts whose window is over.
-pub async fn sweep(conn: &mut AnyConnection, now: i64) -> anyhow::Result<()> {
+pub async fn sweep(conn: &mut Connection, now: i64) -> anyhow::Result<()> {
     rows::delete_old_request_counts(conn, now - WINDOW_SECONDS).await?;
     Ok(())
 }

@@ -76,6 +76,5 @@ pub async fn set_email_recovery(
         audit::record(&mut tx, now, client, event).await?;
     }
     tx.commit().await?;
-    state.wake_mailer();
     Ok(RecoverySettings::new(enabled))
 }

@@ -1,16 +1,18 @@
-use sqlx::AnyConnection;
+use super::db::{self, Connection};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AuditRow {
-    pub seq: i64,
-    pub at: i64,
-    pub kind: String,
-    pub user_id: Option<String>,
-    pub actor_id: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub detail: String,
-    pub hash: String,
+crate::row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct AuditRow {
+        pub seq: i64,
+        pub at: i64,
+        pub kind: String,
+        pub user_id: Option<String>,
+        pub actor_id: Option<String>,
+        pub ip: Option<String>,
+        pub user_agent: Option<String>,
+        pub detail: String,
+        pub hash: String,
+    }
 }
 
 const COLUMNS: &str = "seq, at, kind, user_id, actor_id, ip, user_agent, detail, hash";
@@ -18,15 +20,15 @@ const COLUMNS: &str = "seq, at, kind, user_id, actor_id, ip, user_agent, detail,
 /// Reserves the next `count` sequence numbers and answers the last one with the previous hash.
 /// The UPDATE locks the head row until the transaction ends, so concurrent appenders line up
 /// behind each other: callers append last, just before commit, to hold it briefly.
-pub async fn advance_head(conn: &mut AnyConnection, count: i64) -> sqlx::Result<(i64, String)> {
-    sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+pub async fn advance_head(conn: &mut Connection, count: i64) -> db::Result<(i64, String)> {
+    db::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
         .bind(count)
         .fetch_one(conn)
         .await
 }
 
-pub async fn insert(conn: &mut AnyConnection, event: &AuditRow) -> sqlx::Result<()> {
-    sqlx::query(&format!(
+pub async fn insert(conn: &mut Connection, event: &AuditRow) -> db::Result<()> {
+    db::query(format!(
         "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     ))
     .bind(event.seq)
@@ -43,8 +45,8 @@ pub async fn insert(conn: &mut AnyConnection, event: &AuditRow) -> sqlx::Result<
     Ok(())
 }
 
-pub async fn set_head_hash(conn: &mut AnyConnection, hash: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+pub async fn set_head_hash(conn: &mut Connection, hash: &str) -> db::Result<()> {
+    db::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
         .bind(hash)
         .execute(conn)
         .await?;
@@ -52,15 +54,10 @@ pub async fn set_head_hash(conn: &mut AnyConnection, hash: &str) -> sqlx::Result
 }
 
 /// Events after `after` in order, optionally only those about one user.
-pub async fn page(
-    conn: &mut AnyConnection,
-    user_id: Option<&str>,
-    after: i64,
-    limit: i64,
-) -> sqlx::Result<Vec<AuditRow>> {
+pub async fn page(conn: &mut Connection, user_id: Option<&str>, after: i64, limit: i64) -> db::Result<Vec<AuditRow>> {
     match user_id {
         Some(user_id) => {
-            sqlx::query_as(&format!(
+            db::query_as(format!(
                 "SELECT {COLUMNS} FROM audit_events WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
             ))
             .bind(user_id)
@@ -70,7 +67,7 @@ pub async fn page(
             .await
         }
         None => {
-            sqlx::query_as(&format!(
+            db::query_as(format!(
                 "SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
             ))
             .bind(after)
@@ -82,8 +79,8 @@ pub async fn page(
 }
 
 /// The newest events about one user, newest first.
-pub async fn recent_for_user(conn: &mut AnyConnection, user_id: &str, limit: i64) -> sqlx::Result<Vec<AuditRow>> {
-    sqlx::query_as(&format!(
+pub async fn recent_for_user(conn: &mut Connection, user_id: &str, limit: i64) -> db::Result<Vec<AuditRow>> {
+    db::query_as(format!(
         "SELECT {COLUMNS} FROM audit_events WHERE user_id = $1 ORDER BY seq DESC LIMIT $2"
     ))
     .bind(user_id)
@@ -92,8 +89,8 @@ pub async fn recent_for_user(conn: &mut AnyConnection, user_id: &str, limit: i64
     .await
 }
 
-pub async fn head(conn: &mut AnyConnection) -> sqlx::Result<(i64, String)> {
-    sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+pub async fn head(conn: &mut Connection) -> db::Result<(i64, String)> {
+    db::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
         .fetch_one(conn)
         .await
 }

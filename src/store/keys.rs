@@ -1,17 +1,19 @@
 //! Key material and the ciphertexts a master-key rotation re-encrypts.
 
-use sqlx::AnyConnection;
+use super::db::{self, Connection};
 
 pub const MAC_ROOT: &str = "mac_root";
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SealedMaterial {
-    pub sealed: Vec<u8>,
-    pub key_id: String,
+crate::row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct SealedMaterial {
+        pub sealed: Vec<u8>,
+        pub key_id: String,
+    }
 }
 
-pub async fn material(conn: &mut AnyConnection, name: &str) -> sqlx::Result<Option<SealedMaterial>> {
-    sqlx::query_as("SELECT sealed, key_id FROM key_material WHERE name = $1")
+pub async fn material(conn: &mut Connection, name: &str) -> db::Result<Option<SealedMaterial>> {
+    db::query_as("SELECT sealed, key_id FROM key_material WHERE name = $1")
         .bind(name)
         .fetch_optional(conn)
         .await
@@ -19,13 +21,13 @@ pub async fn material(conn: &mut AnyConnection, name: &str) -> sqlx::Result<Opti
 
 /// Stores key material unless another instance stored it first (the caller reads it back).
 pub async fn insert_material_once(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     name: &str,
     sealed: &[u8],
     key_id: &str,
     now: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> db::Result<()> {
+    db::query(
         "INSERT INTO key_material (name, sealed, key_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
     )
     .bind(name)
@@ -38,13 +40,13 @@ pub async fn insert_material_once(
 }
 
 pub async fn reseal_material(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     name: &str,
     sealed: &[u8],
     key_id: &str,
     old_key_id: &str,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query("UPDATE key_material SET sealed = $1, key_id = $2 WHERE name = $3 AND key_id = $4")
+) -> db::Result<bool> {
+    let result = db::query("UPDATE key_material SET sealed = $1, key_id = $2 WHERE name = $3 AND key_id = $4")
         .bind(sealed)
         .bind(key_id)
         .bind(name)
@@ -54,12 +56,14 @@ pub async fn reseal_material(
     Ok(result.rows_affected() == 1)
 }
 
-/// A TOTP secret (active or pending) sealed under a master key other than the current one.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SealedSecretRow {
-    pub user_id: String,
-    pub secret: Vec<u8>,
-    pub key_id: String,
+crate::row_struct! {
+    /// A TOTP secret (active or pending) sealed under a master key other than the current one.
+    #[derive(Debug, Clone)]
+    pub struct SealedSecretRow {
+        pub user_id: String,
+        pub secret: Vec<u8>,
+        pub key_id: String,
+    }
 }
 
 /// The two tables that hold sealed TOTP secrets.
@@ -79,11 +83,11 @@ impl SecretTable {
 }
 
 pub async fn secrets_not_under(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     table: SecretTable,
     key_id: &str,
-) -> sqlx::Result<Vec<SealedSecretRow>> {
-    sqlx::query_as(&format!(
+) -> db::Result<Vec<SealedSecretRow>> {
+    db::query_as(format!(
         "SELECT user_id, secret, key_id FROM {} WHERE key_id <> $1 ORDER BY user_id",
         table.name()
     ))
@@ -94,13 +98,13 @@ pub async fn secrets_not_under(
 
 /// Replaces one sealed secret, only if it is still the one that was read.
 pub async fn reseal_secret(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     table: SecretTable,
     row: &SealedSecretRow,
     sealed: &[u8],
     key_id: &str,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query(&format!(
+) -> db::Result<bool> {
+    let result = db::query(format!(
         "UPDATE {} SET secret = $1, key_id = $2 WHERE user_id = $3 AND key_id = $4",
         table.name()
     ))
@@ -113,8 +117,8 @@ pub async fn reseal_secret(
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn count_secrets_not_under(conn: &mut AnyConnection, table: SecretTable, key_id: &str) -> sqlx::Result<i64> {
-    let (count,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {} WHERE key_id <> $1", table.name()))
+pub async fn count_secrets_not_under(conn: &mut Connection, table: SecretTable, key_id: &str) -> db::Result<i64> {
+    let (count,): (i64,) = db::query_as(format!("SELECT COUNT(*) FROM {} WHERE key_id <> $1", table.name()))
         .bind(key_id)
         .fetch_one(conn)
         .await?;
@@ -122,14 +126,14 @@ pub async fn count_secrets_not_under(conn: &mut AnyConnection, table: SecretTabl
 }
 
 /// Bodies of emails not yet delivered (delivered ones are wiped).
-pub async fn queued_bodies(conn: &mut AnyConnection) -> sqlx::Result<Vec<(String, Vec<u8>)>> {
-    sqlx::query_as("SELECT id, body FROM outbox WHERE body IS NOT NULL AND sent_at IS NULL AND failed_at IS NULL")
+pub async fn queued_bodies(conn: &mut Connection) -> db::Result<Vec<(String, Vec<u8>)>> {
+    db::query_as("SELECT id, body FROM outbox WHERE body IS NOT NULL AND sent_at IS NULL AND failed_at IS NULL")
         .fetch_all(conn)
         .await
 }
 
-pub async fn reseal_queued_body(conn: &mut AnyConnection, id: &str, sealed: &[u8]) -> sqlx::Result<bool> {
-    let result = sqlx::query("UPDATE outbox SET body = $1 WHERE id = $2 AND body IS NOT NULL AND sent_at IS NULL")
+pub async fn reseal_queued_body(conn: &mut Connection, id: &str, sealed: &[u8]) -> db::Result<bool> {
+    let result = db::query("UPDATE outbox SET body = $1 WHERE id = $2 AND body IS NOT NULL AND sent_at IS NULL")
         .bind(sealed)
         .bind(id)
         .execute(conn)

@@ -1,15 +1,17 @@
-use sqlx::AnyConnection;
+use super::db::{self, Connection};
 
-#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
-pub struct ThrottleRow {
-    pub failures: i64,
-    pub retry_at: i64,
-    pub locked: i64,
+crate::row_struct! {
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct ThrottleRow {
+        pub failures: i64,
+        pub retry_at: i64,
+        pub locked: i64,
+    }
 }
 
-pub async fn get(conn: &mut AnyConnection, subject: &str, kind: &str) -> sqlx::Result<ThrottleRow> {
+pub async fn get(conn: &mut Connection, subject: &str, kind: &str) -> db::Result<ThrottleRow> {
     let row: Option<ThrottleRow> =
-        sqlx::query_as("SELECT failures, retry_at, locked FROM throttles WHERE subject = $1 AND kind = $2")
+        db::query_as("SELECT failures, retry_at, locked FROM throttles WHERE subject = $1 AND kind = $2")
             .bind(subject)
             .bind(kind)
             .fetch_optional(conn)
@@ -19,8 +21,8 @@ pub async fn get(conn: &mut AnyConnection, subject: &str, kind: &str) -> sqlx::R
 
 /// Counts one more consecutive failure atomically and answers the new count, so failures from
 /// several requests or instances all count.
-pub async fn add_failure(conn: &mut AnyConnection, subject: &str, kind: &str) -> sqlx::Result<i64> {
-    let (failures,): (i64,) = sqlx::query_as(
+pub async fn add_failure(conn: &mut Connection, subject: &str, kind: &str) -> db::Result<i64> {
+    let (failures,): (i64,) = db::query_as(
         "INSERT INTO throttles (subject, kind, failures, retry_at, locked) VALUES ($1, $2, 1, 0, 0)
          ON CONFLICT (subject, kind) DO UPDATE SET failures = throttles.failures + 1
          RETURNING failures",
@@ -33,13 +35,13 @@ pub async fn add_failure(conn: &mut AnyConnection, subject: &str, kind: &str) ->
 }
 
 pub async fn set_retry(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     subject: &str,
     kind: &str,
     retry_at: i64,
     locked: bool,
-) -> sqlx::Result<()> {
-    sqlx::query("UPDATE throttles SET retry_at = $1, locked = $2 WHERE subject = $3 AND kind = $4")
+) -> db::Result<()> {
+    db::query("UPDATE throttles SET retry_at = $1, locked = $2 WHERE subject = $3 AND kind = $4")
         .bind(retry_at)
         .bind(i64::from(locked))
         .bind(subject)
@@ -49,8 +51,8 @@ pub async fn set_retry(
     Ok(())
 }
 
-pub async fn reset(conn: &mut AnyConnection, subject: &str, kind: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM throttles WHERE subject = $1 AND kind = $2")
+pub async fn reset(conn: &mut Connection, subject: &str, kind: &str) -> db::Result<()> {
+    db::query("DELETE FROM throttles WHERE subject = $1 AND kind = $2")
         .bind(subject)
         .bind(kind)
         .execute(conn)

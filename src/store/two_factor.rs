@@ -1,20 +1,22 @@
-use sqlx::AnyConnection;
+use super::db::{self, Connection};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SealedSecret {
-    pub secret: Vec<u8>,
-    pub key_id: String,
+crate::row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct SealedSecret {
+        pub secret: Vec<u8>,
+        pub key_id: String,
+    }
 }
 
-pub async fn totp_secret(conn: &mut AnyConnection, user_id: &str) -> sqlx::Result<Option<SealedSecret>> {
-    sqlx::query_as("SELECT secret, key_id FROM totp_credentials WHERE user_id = $1")
+pub async fn totp_secret(conn: &mut Connection, user_id: &str) -> db::Result<Option<SealedSecret>> {
+    db::query_as("SELECT secret, key_id FROM totp_credentials WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(conn)
         .await
 }
 
-pub async fn has_totp(conn: &mut AnyConnection, user_id: &str) -> sqlx::Result<bool> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT user_id FROM totp_credentials WHERE user_id = $1")
+pub async fn has_totp(conn: &mut Connection, user_id: &str) -> db::Result<bool> {
+    let row: Option<(String,)> = db::query_as("SELECT user_id FROM totp_credentials WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(conn)
         .await?;
@@ -23,18 +25,18 @@ pub async fn has_totp(conn: &mut AnyConnection, user_id: &str) -> sqlx::Result<b
 
 /// Replaces the user's active TOTP secret; `used_step` is the step of the confirming code.
 pub async fn replace_totp(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     user_id: &str,
     sealed: &[u8],
     key_id: &str,
     used_step: i64,
     now: i64,
-) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM totp_credentials WHERE user_id = $1")
+) -> db::Result<()> {
+    db::query("DELETE FROM totp_credentials WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("INSERT INTO totp_credentials (user_id, secret, key_id, last_used_step, created_at) VALUES ($1, $2, $3, $4, $5)")
+    db::query("INSERT INTO totp_credentials (user_id, secret, key_id, last_used_step, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(user_id)
         .bind(sealed)
         .bind(key_id)
@@ -47,9 +49,9 @@ pub async fn replace_totp(
 
 /// Records `step` as used unless it, or a later one, already was: the replay guard. Answers
 /// whether this call won.
-pub async fn claim_totp_step(conn: &mut AnyConnection, user_id: &str, step: i64) -> sqlx::Result<bool> {
+pub async fn claim_totp_step(conn: &mut Connection, user_id: &str, step: i64) -> db::Result<bool> {
     let result =
-        sqlx::query("UPDATE totp_credentials SET last_used_step = $1 WHERE user_id = $2 AND last_used_step < $1")
+        db::query("UPDATE totp_credentials SET last_used_step = $1 WHERE user_id = $2 AND last_used_step < $1")
             .bind(step)
             .bind(user_id)
             .execute(conn)
@@ -58,40 +60,38 @@ pub async fn claim_totp_step(conn: &mut AnyConnection, user_id: &str, step: i64)
 }
 
 pub async fn save_pending_totp(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     user_id: &str,
     sealed: &[u8],
     key_id: &str,
     now: i64,
     expires_at: i64,
-) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM totp_pending WHERE user_id = $1")
+) -> db::Result<()> {
+    db::query("DELETE FROM totp_pending WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
-        "INSERT INTO totp_pending (user_id, secret, key_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(user_id)
-    .bind(sealed)
-    .bind(key_id)
-    .bind(now)
-    .bind(expires_at)
-    .execute(conn)
-    .await?;
+    db::query("INSERT INTO totp_pending (user_id, secret, key_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(user_id)
+        .bind(sealed)
+        .bind(key_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-pub async fn pending_totp(conn: &mut AnyConnection, user_id: &str, now: i64) -> sqlx::Result<Option<SealedSecret>> {
-    sqlx::query_as("SELECT secret, key_id FROM totp_pending WHERE user_id = $1 AND expires_at > $2")
+pub async fn pending_totp(conn: &mut Connection, user_id: &str, now: i64) -> db::Result<Option<SealedSecret>> {
+    db::query_as("SELECT secret, key_id FROM totp_pending WHERE user_id = $1 AND expires_at > $2")
         .bind(user_id)
         .bind(now)
         .fetch_optional(conn)
         .await
 }
 
-pub async fn delete_pending_totp(conn: &mut AnyConnection, user_id: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM totp_pending WHERE user_id = $1")
+pub async fn delete_pending_totp(conn: &mut Connection, user_id: &str) -> db::Result<()> {
+    db::query("DELETE FROM totp_pending WHERE user_id = $1")
         .bind(user_id)
         .execute(conn)
         .await?;
@@ -100,17 +100,17 @@ pub async fn delete_pending_totp(conn: &mut AnyConnection, user_id: &str) -> sql
 
 /// Replaces every backup code of the user with new ones (given as keyed hashes).
 pub async fn replace_backup_codes(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     user_id: &str,
     code_hashes: &[Vec<u8>],
     now: i64,
-) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM backup_codes WHERE user_id = $1")
+) -> db::Result<()> {
+    db::query("DELETE FROM backup_codes WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *conn)
         .await?;
     for hash in code_hashes {
-        sqlx::query("INSERT INTO backup_codes (code_hash, user_id, created_at) VALUES ($1, $2, $3)")
+        db::query("INSERT INTO backup_codes (code_hash, user_id, created_at) VALUES ($1, $2, $3)")
             .bind(hash)
             .bind(user_id)
             .bind(now)
@@ -121,14 +121,9 @@ pub async fn replace_backup_codes(
 }
 
 /// Consumes an unused code with one conditional UPDATE; answers whether this call consumed it.
-pub async fn consume_backup_code(
-    conn: &mut AnyConnection,
-    user_id: &str,
-    code_hash: &[u8],
-    now: i64,
-) -> sqlx::Result<bool> {
+pub async fn consume_backup_code(conn: &mut Connection, user_id: &str, code_hash: &[u8], now: i64) -> db::Result<bool> {
     let result =
-        sqlx::query("UPDATE backup_codes SET used_at = $1 WHERE code_hash = $2 AND user_id = $3 AND used_at IS NULL")
+        db::query("UPDATE backup_codes SET used_at = $1 WHERE code_hash = $2 AND user_id = $3 AND used_at IS NULL")
             .bind(now)
             .bind(code_hash)
             .bind(user_id)
@@ -137,18 +132,17 @@ pub async fn consume_backup_code(
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn backup_code_exists(conn: &mut AnyConnection, user_id: &str, code_hash: &[u8]) -> sqlx::Result<bool> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT user_id FROM backup_codes WHERE code_hash = $1 AND user_id = $2")
-            .bind(code_hash)
-            .bind(user_id)
-            .fetch_optional(conn)
-            .await?;
+pub async fn backup_code_exists(conn: &mut Connection, user_id: &str, code_hash: &[u8]) -> db::Result<bool> {
+    let row: Option<(String,)> = db::query_as("SELECT user_id FROM backup_codes WHERE code_hash = $1 AND user_id = $2")
+        .bind(code_hash)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?;
     Ok(row.is_some())
 }
 
-pub async fn remaining_backup_codes(conn: &mut AnyConnection, user_id: &str) -> sqlx::Result<i64> {
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM backup_codes WHERE user_id = $1 AND used_at IS NULL")
+pub async fn remaining_backup_codes(conn: &mut Connection, user_id: &str) -> db::Result<i64> {
+    let (count,): (i64,) = db::query_as("SELECT COUNT(*) FROM backup_codes WHERE user_id = $1 AND used_at IS NULL")
         .bind(user_id)
         .fetch_one(conn)
         .await?;
@@ -157,25 +151,27 @@ pub async fn remaining_backup_codes(conn: &mut AnyConnection, user_id: &str) -> 
 
 /// Deletes every second factor of the user: TOTP secret, pending setup, backup codes, and the
 /// replay state with them (it lives on the secret's row). Passkeys are deleted by their module.
-pub async fn delete_all_factors(conn: &mut AnyConnection, user_id: &str) -> sqlx::Result<()> {
+pub async fn delete_all_factors(conn: &mut Connection, user_id: &str) -> db::Result<()> {
     for statement in [
         "DELETE FROM totp_credentials WHERE user_id = $1",
         "DELETE FROM totp_pending WHERE user_id = $1",
         "DELETE FROM backup_codes WHERE user_id = $1",
         "DELETE FROM login_challenges WHERE user_id = $1",
     ] {
-        sqlx::query(statement).bind(user_id).execute(&mut *conn).await?;
+        db::query(statement).bind(user_id).execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ChallengeRow {
-    pub id: String,
-    pub user_id: String,
-    pub expires_at: i64,
-    pub failures: i64,
-    pub used_at: Option<i64>,
+crate::row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct ChallengeRow {
+        pub id: String,
+        pub user_id: String,
+        pub expires_at: i64,
+        pub failures: i64,
+        pub used_at: Option<i64>,
+    }
 }
 
 pub struct NewChallenge<'a> {
@@ -188,8 +184,8 @@ pub struct NewChallenge<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-pub async fn insert_challenge(conn: &mut AnyConnection, challenge: &NewChallenge<'_>) -> sqlx::Result<()> {
-    sqlx::query(
+pub async fn insert_challenge(conn: &mut Connection, challenge: &NewChallenge<'_>) -> db::Result<()> {
+    db::query(
         "INSERT INTO login_challenges (id, token_hash, user_id, created_at, expires_at, failures, ip, user_agent)
          VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
     )
@@ -205,15 +201,15 @@ pub async fn insert_challenge(conn: &mut AnyConnection, challenge: &NewChallenge
     Ok(())
 }
 
-pub async fn find_challenge(conn: &mut AnyConnection, token_hash: &[u8]) -> sqlx::Result<Option<ChallengeRow>> {
-    sqlx::query_as("SELECT id, user_id, expires_at, failures, used_at FROM login_challenges WHERE token_hash = $1")
+pub async fn find_challenge(conn: &mut Connection, token_hash: &[u8]) -> db::Result<Option<ChallengeRow>> {
+    db::query_as("SELECT id, user_id, expires_at, failures, used_at FROM login_challenges WHERE token_hash = $1")
         .bind(token_hash)
         .fetch_optional(conn)
         .await
 }
 
-pub async fn add_challenge_failure(conn: &mut AnyConnection, id: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE login_challenges SET failures = failures + 1 WHERE id = $1")
+pub async fn add_challenge_failure(conn: &mut Connection, id: &str) -> db::Result<()> {
+    db::query("UPDATE login_challenges SET failures = failures + 1 WHERE id = $1")
         .bind(id)
         .execute(conn)
         .await?;
@@ -221,8 +217,8 @@ pub async fn add_challenge_failure(conn: &mut AnyConnection, id: &str) -> sqlx::
 }
 
 /// Uses the challenge up; answers whether this call did (a challenge completes one login).
-pub async fn consume_challenge(conn: &mut AnyConnection, id: &str, now: i64, max_failures: i64) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+pub async fn consume_challenge(conn: &mut Connection, id: &str, now: i64, max_failures: i64) -> db::Result<bool> {
+    let result = db::query(
         "UPDATE login_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1 AND failures < $3",
     )
     .bind(now)
@@ -233,8 +229,8 @@ pub async fn consume_challenge(conn: &mut AnyConnection, id: &str, now: i64, max
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn delete_old_challenges(conn: &mut AnyConnection, before: i64) -> sqlx::Result<u64> {
-    let result = sqlx::query("DELETE FROM login_challenges WHERE expires_at < $1")
+pub async fn delete_old_challenges(conn: &mut Connection, before: i64) -> db::Result<u64> {
+    let result = db::query("DELETE FROM login_challenges WHERE expires_at < $1")
         .bind(before)
         .execute(conn)
         .await?;
@@ -243,11 +239,11 @@ pub async fn delete_old_challenges(conn: &mut AnyConnection, before: i64) -> sql
 
 /// The pending TOTP secret with its expiry, so a page can show the same QR code again.
 pub async fn pending_totp_with_expiry(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     user_id: &str,
     now: i64,
-) -> sqlx::Result<Option<(Vec<u8>, String, i64)>> {
-    sqlx::query_as("SELECT secret, key_id, expires_at FROM totp_pending WHERE user_id = $1 AND expires_at > $2")
+) -> db::Result<Option<(Vec<u8>, String, i64)>> {
+    db::query_as("SELECT secret, key_id, expires_at FROM totp_pending WHERE user_id = $1 AND expires_at > $2")
         .bind(user_id)
         .bind(now)
         .fetch_optional(conn)

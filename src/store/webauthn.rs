@@ -1,23 +1,25 @@
 //! Passkeys and security keys (WebAuthn credentials) and their unfinished ceremonies.
 
-use sqlx::AnyConnection;
+use super::db::{self, Connection};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CredentialRow {
-    pub id: String,
-    pub user_id: String,
-    pub credential_id: String,
-    pub name: String,
-    pub credential: String,
-    pub sign_count: i64,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
+crate::row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct CredentialRow {
+        pub id: String,
+        pub user_id: String,
+        pub credential_id: String,
+        pub name: String,
+        pub credential: String,
+        pub sign_count: i64,
+        pub created_at: i64,
+        pub last_used_at: Option<i64>,
+    }
 }
 
 const CREDENTIAL_COLUMNS: &str = "id, user_id, credential_id, name, credential, sign_count, created_at, last_used_at";
 
-pub async fn count_credentials(conn: &mut AnyConnection, user_id: &str) -> sqlx::Result<i64> {
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM webauthn_credentials WHERE user_id = $1")
+pub async fn count_credentials(conn: &mut Connection, user_id: &str) -> db::Result<i64> {
+    let (count,): (i64,) = db::query_as("SELECT COUNT(*) FROM webauthn_credentials WHERE user_id = $1")
         .bind(user_id)
         .fetch_one(conn)
         .await?;
@@ -25,8 +27,8 @@ pub async fn count_credentials(conn: &mut AnyConnection, user_id: &str) -> sqlx:
 }
 
 /// The user's credentials, oldest first.
-pub async fn list_credentials(conn: &mut AnyConnection, user_id: &str) -> sqlx::Result<Vec<CredentialRow>> {
-    sqlx::query_as(&format!(
+pub async fn list_credentials(conn: &mut Connection, user_id: &str) -> db::Result<Vec<CredentialRow>> {
+    db::query_as(format!(
         "SELECT {CREDENTIAL_COLUMNS} FROM webauthn_credentials WHERE user_id = $1 ORDER BY created_at, id"
     ))
     .bind(user_id)
@@ -34,8 +36,8 @@ pub async fn list_credentials(conn: &mut AnyConnection, user_id: &str) -> sqlx::
     .await
 }
 
-pub async fn find_credential(conn: &mut AnyConnection, user_id: &str, id: &str) -> sqlx::Result<Option<CredentialRow>> {
-    sqlx::query_as(&format!(
+pub async fn find_credential(conn: &mut Connection, user_id: &str, id: &str) -> db::Result<Option<CredentialRow>> {
+    db::query_as(format!(
         "SELECT {CREDENTIAL_COLUMNS} FROM webauthn_credentials WHERE id = $1 AND user_id = $2"
     ))
     .bind(id)
@@ -44,8 +46,8 @@ pub async fn find_credential(conn: &mut AnyConnection, user_id: &str, id: &str) 
     .await
 }
 
-pub async fn credential_id_taken(conn: &mut AnyConnection, credential_id: &str) -> sqlx::Result<bool> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM webauthn_credentials WHERE credential_id = $1")
+pub async fn credential_id_taken(conn: &mut Connection, credential_id: &str) -> db::Result<bool> {
+    let row: Option<(String,)> = db::query_as("SELECT id FROM webauthn_credentials WHERE credential_id = $1")
         .bind(credential_id)
         .fetch_optional(conn)
         .await?;
@@ -53,8 +55,8 @@ pub async fn credential_id_taken(conn: &mut AnyConnection, credential_id: &str) 
 }
 
 /// Inserts the credential unless its credential id is registered already; answers whether it was.
-pub async fn insert_credential(conn: &mut AnyConnection, row: &CredentialRow) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+pub async fn insert_credential(conn: &mut Connection, row: &CredentialRow) -> db::Result<bool> {
+    let result = db::query(
         "INSERT INTO webauthn_credentials (id, user_id, credential_id, name, credential, sign_count, created_at, last_used_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (credential_id) DO NOTHING",
     )
@@ -74,14 +76,14 @@ pub async fn insert_credential(conn: &mut AnyConnection, row: &CredentialRow) ->
 /// Records a use of the credential, provided nobody recorded another use since `previous_count`
 /// was read: answers whether this call did (two assertions can never both move the counter).
 pub async fn record_use(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     id: &str,
     previous_count: i64,
     sign_count: i64,
     credential: &str,
     now: i64,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+) -> db::Result<bool> {
+    let result = db::query(
         "UPDATE webauthn_credentials SET sign_count = $1, credential = $2, last_used_at = $3
          WHERE id = $4 AND sign_count = $5",
     )
@@ -95,8 +97,8 @@ pub async fn record_use(
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn rename_credential(conn: &mut AnyConnection, user_id: &str, id: &str, name: &str) -> sqlx::Result<bool> {
-    let result = sqlx::query("UPDATE webauthn_credentials SET name = $1 WHERE id = $2 AND user_id = $3")
+pub async fn rename_credential(conn: &mut Connection, user_id: &str, id: &str, name: &str) -> db::Result<bool> {
+    let result = db::query("UPDATE webauthn_credentials SET name = $1 WHERE id = $2 AND user_id = $3")
         .bind(name)
         .bind(id)
         .bind(user_id)
@@ -105,8 +107,8 @@ pub async fn rename_credential(conn: &mut AnyConnection, user_id: &str, id: &str
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn delete_credential(conn: &mut AnyConnection, user_id: &str, id: &str) -> sqlx::Result<bool> {
-    let result = sqlx::query("DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2")
+pub async fn delete_credential(conn: &mut Connection, user_id: &str, id: &str) -> db::Result<bool> {
+    let result = db::query("DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2")
         .bind(id)
         .bind(user_id)
         .execute(conn)
@@ -115,12 +117,12 @@ pub async fn delete_credential(conn: &mut AnyConnection, user_id: &str, id: &str
 }
 
 /// Deletes every credential and unfinished ceremony of the user.
-pub async fn delete_all_for_user(conn: &mut AnyConnection, user_id: &str) -> sqlx::Result<()> {
+pub async fn delete_all_for_user(conn: &mut Connection, user_id: &str) -> db::Result<()> {
     for statement in [
         "DELETE FROM webauthn_ceremonies WHERE user_id = $1",
         "DELETE FROM webauthn_credentials WHERE user_id = $1",
     ] {
-        sqlx::query(statement).bind(user_id).execute(&mut *conn).await?;
+        db::query(statement).bind(user_id).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -147,18 +149,20 @@ impl CeremonyOwner<'_> {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CeremonyRow {
-    pub id: String,
-    pub user_id: String,
-    pub name: Option<String>,
-    pub state: String,
+crate::row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct CeremonyRow {
+        pub id: String,
+        pub user_id: String,
+        pub name: Option<String>,
+        pub state: String,
+    }
 }
 
 /// Starts a ceremony for `owner`, replacing its earlier unfinished one.
 #[allow(clippy::too_many_arguments)]
 pub async fn replace_ceremony(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     id: &str,
     user_id: &str,
     owner: CeremonyOwner<'_>,
@@ -166,13 +170,13 @@ pub async fn replace_ceremony(
     state: &str,
     now: i64,
     expires_at: i64,
-) -> sqlx::Result<()> {
+) -> db::Result<()> {
     let column = owner.column();
-    sqlx::query(&format!("DELETE FROM webauthn_ceremonies WHERE {column} = $1"))
+    db::query(format!("DELETE FROM webauthn_ceremonies WHERE {column} = $1"))
         .bind(owner.id())
         .execute(&mut *conn)
         .await?;
-    sqlx::query(&format!(
+    db::query(format!(
         "INSERT INTO webauthn_ceremonies (id, user_id, {column}, name, state, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)"
     ))
@@ -190,11 +194,11 @@ pub async fn replace_ceremony(
 
 /// The owner's unexpired ceremony, if any.
 pub async fn find_ceremony(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     owner: CeremonyOwner<'_>,
     now: i64,
-) -> sqlx::Result<Option<CeremonyRow>> {
-    sqlx::query_as(&format!(
+) -> db::Result<Option<CeremonyRow>> {
+    db::query_as(format!(
         "SELECT id, user_id, name, state FROM webauthn_ceremonies WHERE {} = $1 AND expires_at > $2",
         owner.column()
     ))
@@ -205,8 +209,8 @@ pub async fn find_ceremony(
 }
 
 /// Uses the ceremony up; answers whether this call did (a ceremony completes once).
-pub async fn consume_ceremony(conn: &mut AnyConnection, id: &str, now: i64) -> sqlx::Result<bool> {
-    let result = sqlx::query("DELETE FROM webauthn_ceremonies WHERE id = $1 AND expires_at > $2")
+pub async fn consume_ceremony(conn: &mut Connection, id: &str, now: i64) -> db::Result<bool> {
+    let result = db::query("DELETE FROM webauthn_ceremonies WHERE id = $1 AND expires_at > $2")
         .bind(id)
         .bind(now)
         .execute(conn)
@@ -214,8 +218,8 @@ pub async fn consume_ceremony(conn: &mut AnyConnection, id: &str, now: i64) -> s
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn delete_expired_ceremonies(conn: &mut AnyConnection, now: i64) -> sqlx::Result<u64> {
-    let result = sqlx::query("DELETE FROM webauthn_ceremonies WHERE expires_at <= $1")
+pub async fn delete_expired_ceremonies(conn: &mut Connection, now: i64) -> db::Result<u64> {
+    let result = db::query("DELETE FROM webauthn_ceremonies WHERE expires_at <= $1")
         .bind(now)
         .execute(conn)
         .await?;

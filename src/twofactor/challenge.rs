@@ -23,7 +23,7 @@ pub struct Challenge {
 }
 
 pub async fn create(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::store::Connection,
     state: &AppState,
     user_id: &str,
     methods: Vec<&'static str>,
@@ -73,8 +73,8 @@ pub enum ChallengeError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for ChallengeError {
-    fn from(error: sqlx::Error) -> Self {
+impl From<crate::store::db::Error> for ChallengeError {
+    fn from(error: crate::store::db::Error) -> Self {
         ChallengeError::Internal(error.into())
     }
 }
@@ -125,7 +125,6 @@ pub async fn complete(
             )
             .await?;
             tx.commit().await?;
-            state.wake_mailer();
             return Err(match code_error {
                 CodeError::Invalid => ChallengeError::InvalidCode,
                 CodeError::AlreadyUsed => ChallengeError::CodeAlreadyUsed,
@@ -216,7 +215,6 @@ pub(crate) async fn finish(
     ];
     audit::record_all(&mut tx, now, client, events).await?;
     tx.commit().await?;
-    state.wake_mailer();
     metrics::counter!("latchkey_logins_total", "outcome" => "mfa_succeeded").increment(1);
     Ok(LoginCompleted {
         session,

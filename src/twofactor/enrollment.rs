@@ -39,8 +39,8 @@ pub enum EnrollmentError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for EnrollmentError {
-    fn from(error: sqlx::Error) -> Self {
+impl From<crate::store::db::Error> for EnrollmentError {
+    fn from(error: crate::store::db::Error) -> Self {
         EnrollmentError::Internal(error.into())
     }
 }
@@ -83,16 +83,9 @@ pub async fn start_totp_setup(state: &AppState, session: &CurrentSession) -> Res
     let secret = totp::generate_secret(&mut OsRng);
     let sealed = state.keys.seal_secret(&session.user_id, &secret);
     let expires_at = now + PENDING_LIFETIME_SECONDS;
-    let mut conn = state.store.read().await?;
-    rows::save_pending_totp(
-        &mut conn,
-        &session.user_id,
-        &sealed,
-        &state.keys.key_id,
-        now,
-        expires_at,
-    )
-    .await?;
+    let mut tx = state.store.begin().await?;
+    rows::save_pending_totp(&mut tx, &session.user_id, &sealed, &state.keys.key_id, now, expires_at).await?;
+    tx.commit().await?;
     Ok(describe_setup(state, session, &secret, expires_at))
 }
 
@@ -164,7 +157,6 @@ pub async fn confirm_totp(
     };
     mail::queue(&mut tx, &state.config, &state.keys, now, &session.email, &notice).await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(TotpConfirmed {
         enabled: true,
         backup_codes,
@@ -197,7 +189,6 @@ pub async fn regenerate_backup_codes(
     )
     .await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(codes)
 }
 
@@ -255,7 +246,6 @@ pub async fn disable(
     )
     .await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(())
 }
 

@@ -7,9 +7,9 @@ pub mod enrollment;
 pub mod totp;
 pub mod webauthn;
 
+use crate::store::Connection;
 use rand::rngs::OsRng;
 use serde_json::json;
-use sqlx::AnyConnection;
 
 use crate::app::AppState;
 use crate::audit::{self, ClientInfo, Event};
@@ -73,7 +73,7 @@ impl FactorUsed {
 }
 
 /// The second-factor methods a user can log in with; empty when 2FA is off.
-pub async fn methods(conn: &mut AnyConnection, user_id: &str) -> anyhow::Result<Vec<&'static str>> {
+pub async fn methods(conn: &mut Connection, user_id: &str) -> anyhow::Result<Vec<&'static str>> {
     let mut methods = Vec::new();
     if rows::has_totp(conn, user_id).await? {
         methods.push("totp");
@@ -96,7 +96,7 @@ pub async fn methods(conn: &mut AnyConnection, user_id: &str) -> anyhow::Result<
 /// replay), a backup code is consumed with one conditional UPDATE. Using a backup code is
 /// audited and emailed here, whatever flow it served.
 pub async fn verify_second_factor(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     state: &AppState,
     user_id: &str,
     email: &str,
@@ -146,7 +146,7 @@ pub async fn verify_second_factor(
 /// A new set of backup codes for the user, replacing every earlier one; answers the codes in
 /// their display form (shown once, never stored in clear).
 pub async fn issue_backup_codes(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     state: &AppState,
     user_id: &str,
     now: i64,
@@ -163,7 +163,7 @@ pub async fn issue_backup_codes(
 /// What follows adding a second factor, whichever kind: when it turns 2FA on, a first set of
 /// backup codes (answered once); and a session that existed only to enroll becomes `full`.
 pub async fn factor_added(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     state: &AppState,
     client: &ClientInfo,
     session: &crate::accounts::sessions::CurrentSession,
@@ -191,7 +191,7 @@ pub async fn factor_added(
 }
 
 /// Removes every second factor of the user (disable, recovery, admin reset).
-pub async fn delete_all_factors(conn: &mut AnyConnection, user_id: &str) -> anyhow::Result<()> {
+pub async fn delete_all_factors(conn: &mut Connection, user_id: &str) -> anyhow::Result<()> {
     rows::delete_all_factors(conn, user_id).await?;
     webauthn::delete_all(conn, user_id).await?;
     Ok(())

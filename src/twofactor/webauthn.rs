@@ -13,13 +13,13 @@ pub mod notices;
 
 use std::time::Duration;
 
+use crate::store::Connection;
 use anyhow::Context;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sqlx::AnyConnection;
 use webauthn_rs::prelude::{
     CreationChallengeResponse, CredentialID, RegisterPublicKeyCredential, SecurityKey, SecurityKeyRegistration, Url,
     Uuid, Webauthn, WebauthnBuilder,
@@ -67,8 +67,8 @@ pub enum PasskeyError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for PasskeyError {
-    fn from(error: sqlx::Error) -> Self {
+impl From<crate::store::db::Error> for PasskeyError {
+    fn from(error: crate::store::db::Error) -> Self {
         PasskeyError::Internal(error.into())
     }
 }
@@ -79,17 +79,17 @@ impl From<serde_json::Error> for PasskeyError {
     }
 }
 
-pub async fn credential_count(conn: &mut AnyConnection, user_id: &str) -> anyhow::Result<i64> {
+pub async fn credential_count(conn: &mut Connection, user_id: &str) -> anyhow::Result<i64> {
     Ok(rows::count_credentials(conn, user_id).await?)
 }
 
 /// Deletes every passkey and unfinished ceremony of the user (disable, recovery, admin reset).
-pub async fn delete_all(conn: &mut AnyConnection, user_id: &str) -> anyhow::Result<()> {
+pub async fn delete_all(conn: &mut Connection, user_id: &str) -> anyhow::Result<()> {
     Ok(rows::delete_all_for_user(conn, user_id).await?)
 }
 
 /// The user's passkeys as `GET /me/2fa` shows them, oldest first.
-pub async fn list(conn: &mut AnyConnection, user_id: &str) -> anyhow::Result<Vec<PasskeyView>> {
+pub async fn list(conn: &mut Connection, user_id: &str) -> anyhow::Result<Vec<PasskeyView>> {
     Ok(rows::list_credentials(conn, user_id)
         .await?
         .into_iter()
@@ -269,7 +269,6 @@ pub async fn finish_registration(
     let notice = notices::security_key_added(state, now, client, &row.name, !was_enabled);
     mail::queue(&mut tx, &state.config, &state.keys, now, &session.email, &notice).await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(Registered {
         id: row.id,
         name: row.name,
@@ -342,7 +341,6 @@ pub async fn remove(
     let notice = notices::security_key_removed(state, now, client, &row.name);
     mail::queue(&mut tx, &state.config, &state.keys, now, &session.email, &notice).await?;
     tx.commit().await?;
-    state.wake_mailer();
     Ok(())
 }
 

@@ -220,6 +220,5 @@ async fn refuse(
     )
     .await?;
     tx.commit().await?;
-    state.wake_mailer();
     Err(ChallengeError::InvalidCredential)
 }
