@@ -73,6 +73,7 @@ pub async fn record_all(
     }
     let (last_seq, mut previous_hash) = rows::advance_head(conn, events.len() as i64).await?;
     let first_seq = last_seq - events.len() as i64 + 1;
+    let mut rows = Vec::with_capacity(events.len());
     for (offset, event) in events.into_iter().enumerate() {
         let mut row = AuditRow {
             seq: first_seq + offset as i64,
@@ -89,9 +90,10 @@ pub async fn record_all(
             hash: String::new(),
         };
         row.hash = chain_hash(&previous_hash, &row);
-        rows::insert(conn, &row).await?;
-        previous_hash = row.hash;
+        previous_hash = row.hash.clone();
+        rows.push(row);
     }
+    rows::insert_all(conn, &rows).await?;
     rows::set_head_hash(conn, &previous_hash).await?;
     Ok(())
 }

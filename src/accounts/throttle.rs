@@ -5,7 +5,7 @@
 
 use crate::store::Connection;
 
-use crate::store::throttles;
+use crate::store::throttles::{self, ThrottleRow};
 
 pub const FREE_FAILURES: i64 = 5;
 pub const MAX_DELAY_SECONDS: i64 = 900;
@@ -19,7 +19,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Kind::Password => "password",
             Kind::SecondFactor => "second_factor",
@@ -53,13 +53,18 @@ pub enum Blocked {
 /// Refuses an attempt while the subject must wait, before any guess is checked.
 pub async fn check(conn: &mut Connection, subject: &str, kind: Kind, now: i64) -> anyhow::Result<Result<(), Blocked>> {
     let row = throttles::get(conn, subject, kind.as_str()).await?;
+    Ok(verdict(&row, now))
+}
+
+/// Whether a subject with this throttle state may try now.
+pub fn verdict(row: &ThrottleRow, now: i64) -> Result<(), Blocked> {
     if row.locked != 0 {
-        return Ok(Err(Blocked::Locked));
+        return Err(Blocked::Locked);
     }
     if row.retry_at > now {
-        return Ok(Err(Blocked::Wait(row.retry_at - now)));
+        return Err(Blocked::Wait(row.retry_at - now));
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// What a recorded failure led to.
@@ -103,6 +108,20 @@ mod tests {
         assert_eq!(delay_after(14), 512);
         assert_eq!(delay_after(15), 900);
         assert_eq!(delay_after(1000), 900);
+    }
+
+    #[test]
+    fn a_locked_or_waiting_subject_is_refused_until_its_time() {
+        let waiting = ThrottleRow {
+            failures: 6,
+            retry_at: 110,
+            locked: 0,
+        };
+        assert_eq!(verdict(&waiting, 100), Err(Blocked::Wait(10)));
+        assert_eq!(verdict(&waiting, 110), Ok(()));
+        let locked = ThrottleRow { locked: 1, ..waiting };
+        assert_eq!(verdict(&locked, 1_000_000), Err(Blocked::Locked));
+        assert_eq!(verdict(&ThrottleRow::default(), 0), Ok(()));
     }
 
     #[test]

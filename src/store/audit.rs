@@ -27,21 +27,35 @@ pub async fn advance_head(conn: &mut Connection, count: i64) -> db::Result<(i64,
         .await
 }
 
-pub async fn insert(conn: &mut Connection, event: &AuditRow) -> db::Result<()> {
-    db::query(format!(
-        "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    ))
-    .bind(event.seq)
-    .bind(event.at)
-    .bind(&event.kind)
-    .bind(&event.user_id)
-    .bind(&event.actor_id)
-    .bind(&event.ip)
-    .bind(&event.user_agent)
-    .bind(&event.detail)
-    .bind(&event.hash)
-    .execute(conn)
-    .await?;
+/// Inserts the events of one change with a single statement.
+pub async fn insert_all(conn: &mut Connection, events: &[AuditRow]) -> db::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..events.len())
+        .map(|row| {
+            let first = row * 9 + 1;
+            let placeholders: Vec<String> = (first..first + 9).map(|index| format!("${index}")).collect();
+            format!("({})", placeholders.join(", "))
+        })
+        .collect();
+    let mut statement = db::query(format!(
+        "INSERT INTO audit_events ({COLUMNS}) VALUES {}",
+        rows.join(", ")
+    ));
+    for event in events {
+        statement = statement
+            .bind(event.seq)
+            .bind(event.at)
+            .bind(&event.kind)
+            .bind(&event.user_id)
+            .bind(&event.actor_id)
+            .bind(&event.ip)
+            .bind(&event.user_agent)
+            .bind(&event.detail)
+            .bind(&event.hash);
+    }
+    statement.execute(conn).await?;
     Ok(())
 }
 

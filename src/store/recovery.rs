@@ -4,6 +4,7 @@
 use super::db::{self, Connection};
 
 pub const REQUESTED: &str = "requested";
+/// Written out as `'pending'` in queries that the partial index on pending recoveries serves.
 pub const PENDING: &str = "pending";
 pub const COMPLETED: &str = "completed";
 pub const CANCELLED: &str = "cancelled";
@@ -75,12 +76,14 @@ pub async fn find_recovery_by_cancel_token(
     .await
 }
 
+/// Every second-factor login asks this. `'pending'` is written out, not bound: with a bound value
+/// SQLite cannot know in advance that the partial index `recovery_requests_one_pending` applies,
+/// and re-plans the statement at every execution.
 pub async fn pending_recovery_for_user(conn: &mut Connection, user_id: &str) -> db::Result<Option<RecoveryRow>> {
     db::query_as(format!(
-        "SELECT {RECOVERY_COLUMNS} FROM recovery_requests WHERE user_id = $1 AND status = $2"
+        "SELECT {RECOVERY_COLUMNS} FROM recovery_requests WHERE user_id = $1 AND status = 'pending'"
     ))
     .bind(user_id)
-    .bind(PENDING)
     .fetch_optional(conn)
     .await
 }

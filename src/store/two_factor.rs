@@ -163,17 +163,6 @@ pub async fn delete_all_factors(conn: &mut Connection, user_id: &str) -> db::Res
     Ok(())
 }
 
-crate::row_struct! {
-    #[derive(Debug, Clone)]
-    pub struct ChallengeRow {
-        pub id: String,
-        pub user_id: String,
-        pub expires_at: i64,
-        pub failures: i64,
-        pub used_at: Option<i64>,
-    }
-}
-
 pub struct NewChallenge<'a> {
     pub id: &'a str,
     pub token_hash: &'a [u8],
@@ -201,11 +190,48 @@ pub async fn insert_challenge(conn: &mut Connection, challenge: &NewChallenge<'_
     Ok(())
 }
 
-pub async fn find_challenge(conn: &mut Connection, token_hash: &[u8]) -> db::Result<Option<ChallengeRow>> {
-    db::query_as("SELECT id, user_id, expires_at, failures, used_at FROM login_challenges WHERE token_hash = $1")
-        .bind(token_hash)
-        .fetch_optional(conn)
-        .await
+crate::row_struct! {
+    /// A login challenge with all that answering it needs, read in one query: its user, the
+    /// user's second-factor throttle (absent when there were no failures), the backup codes left
+    /// and whether a recovery of the account is pending.
+    #[derive(Debug, Clone)]
+    pub struct OpenChallengeRow {
+        pub id: String,
+        pub user_id: String,
+        pub email: String,
+        pub expires_at: i64,
+        pub failures: i64,
+        pub used_at: Option<i64>,
+        pub throttle_failures: Option<i64>,
+        pub throttle_retry_at: Option<i64>,
+        pub throttle_locked: Option<i64>,
+        pub backup_codes_remaining: i64,
+        pub pending_recoveries: i64,
+    }
+}
+
+/// The challenge of `token_hash` for answering it; `throttle_kind` names the throttle to read.
+pub async fn open_challenge(
+    conn: &mut Connection,
+    token_hash: &[u8],
+    throttle_kind: &str,
+) -> db::Result<Option<OpenChallengeRow>> {
+    db::query_as(
+        "SELECT c.id, c.user_id, u.email, c.expires_at, c.failures, c.used_at,
+                t.failures AS throttle_failures, t.retry_at AS throttle_retry_at, t.locked AS throttle_locked,
+                (SELECT COUNT(*) FROM backup_codes b WHERE b.user_id = c.user_id AND b.used_at IS NULL)
+                    AS backup_codes_remaining,
+                (SELECT COUNT(*) FROM recovery_requests r WHERE r.user_id = c.user_id AND r.status = 'pending')
+                    AS pending_recoveries
+         FROM login_challenges c
+         JOIN users u ON u.id = c.user_id
+         LEFT JOIN throttles t ON t.subject = c.user_id AND t.kind = $2
+         WHERE c.token_hash = $1",
+    )
+    .bind(token_hash)
+    .bind(throttle_kind)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn add_challenge_failure(conn: &mut Connection, id: &str) -> db::Result<()> {

@@ -9,6 +9,7 @@ use crate::app::AppState;
 use crate::audit::{self, ClientInfo, Event};
 use crate::crypto::random_token;
 use crate::mail::{self, notices};
+use crate::store::throttles::ThrottleRow;
 use crate::store::{self, two_factor as rows};
 use crate::twofactor::{verify_second_factor, CodeError, FactorUsed, SecondFactor};
 
@@ -104,20 +105,28 @@ pub async fn complete(
     factor: &SecondFactor,
 ) -> Result<LoginCompleted, ChallengeError> {
     let now = state.clock.unix();
-    let OpenChallenge {
-        mut tx,
-        challenge,
-        user,
-    } = open(state, client, token, now).await?;
-    let used = match verify_second_factor(&mut tx, state, &user.id, &user.email, factor, client, now).await? {
+    let mut opened = open(state, client, token, now).await?;
+    let challenge = &opened.challenge;
+    let verified = verify_second_factor(
+        &mut opened.tx,
+        state,
+        &challenge.user_id,
+        &challenge.email,
+        factor,
+        client,
+        now,
+    )
+    .await?;
+    let used = match verified {
         Ok(used) => used,
         Err(code_error) => {
+            let OpenChallenge { mut tx, challenge } = opened;
             record_failure(
                 &mut tx,
                 state,
                 client,
-                &user.id,
-                &user.email,
+                &challenge.user_id,
+                &challenge.email,
                 &challenge.id,
                 factor.method(),
                 code_error,
@@ -131,22 +140,13 @@ pub async fn complete(
             });
         }
     };
-    finish(
-        OpenChallenge { tx, challenge, user },
-        state,
-        client,
-        factor.method(),
-        used,
-        now,
-    )
-    .await
+    finish(opened, state, client, factor.method(), used, now).await
 }
 
-/// A live login challenge and its user, in the write transaction that will answer it.
+/// A live login challenge, with its user, in the write transaction that will answer it.
 pub(crate) struct OpenChallenge {
     pub tx: store::Tx,
-    pub challenge: rows::ChallengeRow,
-    pub user: store::users::UserRow,
+    pub challenge: rows::OpenChallengeRow,
 }
 
 /// Opens a challenge for one second-factor attempt: the client and the account must not be
@@ -162,27 +162,34 @@ pub(crate) async fn open(
         .check(client, now)
         .map_err(|retry_after| ChallengeError::RateLimited { retry_after })?;
     let mut tx = state.store.begin().await?;
-    let challenge = rows::find_challenge(&mut tx, &state.keys.token_hash(token)).await?;
-    let Some(challenge) = challenge.filter(|c| is_live(c, now)) else {
+    let token_hash = state.keys.token_hash(token);
+    let found = rows::open_challenge(&mut tx, &token_hash, throttle::Kind::SecondFactor.as_str()).await?;
+    let Some(challenge) = found.filter(|challenge| is_live(challenge, now)) else {
         drop(tx);
         state.ip_limiter.record_failure(client, now);
         return Err(ChallengeError::Expired);
     };
-    throttle::check(&mut tx, &challenge.user_id, throttle::Kind::SecondFactor, now).await??;
-    let user = store::users::find_by_id(&mut tx, &challenge.user_id)
-        .await?
-        .ok_or(ChallengeError::Expired)?;
-    Ok(OpenChallenge { tx, challenge, user })
+    throttle::verdict(&throttle_of(&challenge), now)?;
+    Ok(OpenChallenge { tx, challenge })
 }
 
 /// A challenge that may still be answered.
-pub(crate) fn is_live(challenge: &rows::ChallengeRow, now: i64) -> bool {
+fn is_live(challenge: &rows::OpenChallengeRow, now: i64) -> bool {
     challenge.used_at.is_none() && challenge.expires_at > now && challenge.failures < MAX_FAILURES
+}
+
+fn throttle_of(challenge: &rows::OpenChallengeRow) -> ThrottleRow {
+    ThrottleRow {
+        failures: challenge.throttle_failures.unwrap_or(0),
+        retry_at: challenge.throttle_retry_at.unwrap_or(0),
+        locked: challenge.throttle_locked.unwrap_or(0),
+    }
 }
 
 /// The end of every successful second step, whatever the factor: uses the challenge up (one
 /// login per challenge), resets the throttle, cancels a pending recovery (the owner evidently
-/// still has a factor), issues the session, and audits it.
+/// still has a factor), issues the session, and audits it. What the challenge's read showed to
+/// be absent (failures to forget, a pending recovery) costs no statement.
 pub(crate) async fn finish(
     opened: OpenChallenge,
     state: &AppState,
@@ -191,26 +198,27 @@ pub(crate) async fn finish(
     used: FactorUsed,
     now: i64,
 ) -> Result<LoginCompleted, ChallengeError> {
-    let OpenChallenge {
-        mut tx,
-        challenge,
-        user,
-    } = opened;
+    let OpenChallenge { mut tx, challenge } = opened;
+    let user_id = challenge.user_id.as_str();
     if !rows::consume_challenge(&mut tx, &challenge.id, now, MAX_FAILURES).await? {
         // Another request completed this challenge first; this one changes nothing.
         return Err(ChallengeError::Expired);
     }
-    throttle::reset(&mut tx, &user.id, throttle::Kind::SecondFactor).await?;
-    crate::recovery::cancel_pending_after_login(&mut tx, state, &user.id, &user.email, client, now).await?;
-    let session = sessions::issue(&mut tx, state, &user.id, SessionState::Full, client, now).await?;
+    if challenge.throttle_failures.is_some() {
+        throttle::reset(&mut tx, user_id, throttle::Kind::SecondFactor).await?;
+    }
+    if challenge.pending_recoveries > 0 {
+        crate::recovery::cancel_pending_after_login(&mut tx, state, user_id, &challenge.email, client, now).await?;
+    }
+    let session = sessions::issue(&mut tx, state, user_id, SessionState::Full, client, now).await?;
     let backup_codes_remaining = match used {
         FactorUsed::BackupCode { remaining } => remaining,
-        FactorUsed::Totp | FactorUsed::Webauthn => rows::remaining_backup_codes(&mut tx, &user.id).await?,
+        FactorUsed::Totp | FactorUsed::Webauthn => challenge.backup_codes_remaining,
     };
     // Last before commit: appending locks the chain's head until the transaction ends.
     let events = vec![
-        Event::by_user("mfa_succeeded", &user.id).with_detail(json!({"method": method})),
-        Event::by_user("login_succeeded", &user.id)
+        Event::by_user("mfa_succeeded", user_id).with_detail(json!({"method": method})),
+        Event::by_user("login_succeeded", user_id)
             .with_detail(json!({"session_state": "full", "second_factor": method})),
     ];
     audit::record_all(&mut tx, now, client, events).await?;

@@ -36,6 +36,8 @@ pub enum Error {
     LockTimeout(std::time::Duration),
     #[error("this connection is closed")]
     Closed,
+    #[error("committing failed: {0}")]
+    Commit(String),
 }
 
 impl Error {
@@ -328,7 +330,8 @@ impl Connection {
     }
 }
 
-/// A write transaction. Dropping it without `commit` rolls it back.
+/// A write transaction. Dropping it without `commit` rolls it back (both engines' handles do so
+/// when dropped).
 pub struct Tx {
     conn: Connection,
     mailer: Arc<Notify>,
@@ -357,7 +360,7 @@ impl Tx {
 
     pub async fn commit(mut self) -> Result<()> {
         match std::mem::replace(&mut self.conn.handle, Handle::Closed) {
-            Handle::Sqlite(sqlite) => sqlite.commit()?,
+            Handle::Sqlite(sqlite) => sqlite.commit().await?,
             Handle::Postgres(postgres) => postgres.commit().await?,
             Handle::Closed => return Err(Error::Closed),
         }
@@ -365,15 +368,6 @@ impl Tx {
             self.mailer.notify_one();
         }
         Ok(())
-    }
-}
-
-impl Drop for Tx {
-    fn drop(&mut self) {
-        // SQLite rolls back right here; a PostgreSQL transaction rolls itself back on drop.
-        if let Handle::Sqlite(sqlite) = &mut self.conn.handle {
-            sqlite.rollback();
-        }
     }
 }
 
@@ -414,7 +408,7 @@ pub fn is_unavailable(error: &Error) -> bool {
     match error {
         Error::Sqlite(error) => sqlite::is_unavailable(error),
         Error::Postgres(error) => postgres::is_unavailable(error),
-        Error::LockTimeout(_) => true,
+        Error::LockTimeout(_) | Error::Commit(_) => true,
         Error::RowNotFound | Error::Decode { .. } | Error::Closed => false,
     }
 }

@@ -9,11 +9,9 @@ use webauthn_rs::prelude::{
 };
 
 use super::{encode_credential_id, notices, relying_party, rows, user_handle, CEREMONY_LIFETIME_SECONDS};
-use crate::accounts::throttle;
 use crate::app::AppState;
 use crate::audit::{self, ClientInfo, Event};
 use crate::mail;
-use crate::store::two_factor as challenge_rows;
 use crate::twofactor::challenge::{self, ChallengeError, LoginCompleted, OpenChallenge};
 use crate::twofactor::{CodeError, FactorUsed};
 
@@ -26,18 +24,10 @@ pub async fn start(
 ) -> Result<RequestChallengeResponse, ChallengeError> {
     let now = state.clock.unix();
     let relying_party = relying_party(state).map_err(|_| ChallengeError::NoSecurityKey)?;
-    state
-        .ip_limiter
-        .check(client, now)
-        .map_err(|retry_after| ChallengeError::RateLimited { retry_after })?;
-    let mut tx = state.store.begin().await?;
-    let found = challenge_rows::find_challenge(&mut tx, &state.keys.token_hash(token)).await?;
-    let Some(login_challenge) = found.filter(|found| challenge::is_live(found, now)) else {
-        drop(tx);
-        state.ip_limiter.record_failure(client, now);
-        return Err(ChallengeError::Expired);
-    };
-    throttle::check(&mut tx, &login_challenge.user_id, throttle::Kind::SecondFactor, now).await??;
+    let OpenChallenge {
+        mut tx,
+        challenge: login_challenge,
+    } = challenge::open(state, client, token, now).await?;
     let keys = stored_keys(&rows::list_credentials(&mut tx, &login_challenge.user_id).await?)?;
     if keys.is_empty() {
         return Err(ChallengeError::NoSecurityKey);
@@ -100,10 +90,16 @@ pub async fn finish(
         // Nothing was asked of a key yet (no start): there is no answer to check.
         return Err(ChallengeError::InvalidCredential);
     };
-    let keys = rows::list_credentials(&mut opened.tx, &opened.user.id).await?;
+    let keys = rows::list_credentials(&mut opened.tx, &opened.challenge.user_id).await?;
     let authentication: SecurityKeyAuthentication =
         serde_json::from_str(&ceremony.state).context("reading a stored WebAuthn authentication")?;
-    let verified = match verify(&relying_party, &authentication, credential, keys, &opened.user.id)? {
+    let verified = match verify(
+        &relying_party,
+        &authentication,
+        credential,
+        keys,
+        &opened.challenge.user_id,
+    )? {
         Ok(verified) => verified,
         Err(refusal) => return refuse(opened, state, client, refusal, now).await,
     };
@@ -187,7 +183,6 @@ async fn refuse(
     let OpenChallenge {
         mut tx,
         challenge: login_challenge,
-        user,
     } = opened;
     match &refusal {
         Refusal::Invalid(reason) => tracing::info!(reason, "WebAuthn assertion refused"),
@@ -196,7 +191,7 @@ async fn refuse(
                 credential = row.id,
                 "WebAuthn counter went backwards: possible cloned key"
             );
-            let event = Event::by_user("webauthn_possible_clone", &user.id).with_detail(json!({
+            let event = Event::by_user("webauthn_possible_clone", &login_challenge.user_id).with_detail(json!({
                 "credential": row.id,
                 "name": row.name,
                 "counter": counter,
@@ -204,15 +199,23 @@ async fn refuse(
             }));
             audit::record(&mut tx, now, client, event).await?;
             let notice = notices::possible_cloned_key(state, now, client, &row.name);
-            mail::queue(&mut tx, &state.config, &state.keys, now, &user.email, &notice).await?;
+            mail::queue(
+                &mut tx,
+                &state.config,
+                &state.keys,
+                now,
+                &login_challenge.email,
+                &notice,
+            )
+            .await?;
         }
     }
     challenge::record_failure(
         &mut tx,
         state,
         client,
-        &user.id,
-        &user.email,
+        &login_challenge.user_id,
+        &login_challenge.email,
         &login_challenge.id,
         "webauthn",
         CodeError::Invalid,
