@@ -35,8 +35,12 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "LATCHKEY_CONFIG",
     "LATCHKEY_HASHING_THREADS",
     "LATCHKEY_BACKGROUND_INTERVAL",
+    "LATCHKEY_SMTP_TIMEOUT",
     "LATCHKEY_TEST_POSTGRES_URL",
 ];
+
+/// The longest `LATCHKEY_SMTP_TIMEOUT`: a whole send must end well within the outbox's claim lease.
+pub const MAX_SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A value that must never reach a log line or an error message.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,6 +86,9 @@ pub struct Config {
     /// Earlier master keys, kept only until `latchkey keys rotate` has re-encrypted what they sealed.
     pub previous_master_keys: Vec<Secret<[u8; 32]>>,
     pub smtp_url: Option<Secret<String>>,
+    /// How long the SMTP server may take to answer one step of a conversation before the send
+    /// is given up (and retried later).
+    pub smtp_timeout: Duration,
     pub mail_from: String,
     pub recovery_delay: Duration,
     pub recovery_delay_lost_password: Duration,
@@ -242,6 +249,13 @@ impl Config {
         let session_idle_timeout = duration("LATCHKEY_SESSION_IDLE_TIMEOUT", Duration::from_secs(7 * 24 * 3600))?;
         let session_lifetime = duration("LATCHKEY_SESSION_LIFETIME", Duration::from_secs(30 * 24 * 3600))?;
         let background_interval = duration("LATCHKEY_BACKGROUND_INTERVAL", Duration::from_secs(1))?;
+        let smtp_timeout = duration("LATCHKEY_SMTP_TIMEOUT", Duration::from_secs(15))?;
+        if !(Duration::from_secs(1)..=MAX_SMTP_TIMEOUT).contains(&smtp_timeout) {
+            return Err(fail(
+                "LATCHKEY_SMTP_TIMEOUT",
+                format!("expected 1s to {}s", MAX_SMTP_TIMEOUT.as_secs()),
+            ));
+        }
         let require_2fa = match raw("LATCHKEY_REQUIRE_2FA").as_deref() {
             None | Some("admins") => TwoFactorPolicy::Admins,
             Some("none") => TwoFactorPolicy::None,
@@ -321,6 +335,7 @@ impl Config {
             master_key,
             previous_master_keys,
             smtp_url,
+            smtp_timeout,
             mail_from,
             recovery_delay,
             recovery_delay_lost_password,
@@ -461,6 +476,7 @@ mod tests {
         assert_eq!(config.database_url, "sqlite://data/latchkey.db");
         assert_eq!(config.recovery_delay, Duration::from_secs(72 * 3600));
         assert_eq!(config.sudo_ttl, Duration::from_secs(600));
+        assert_eq!(config.smtp_timeout, Duration::from_secs(15));
         assert_eq!(config.require_2fa, TwoFactorPolicy::Admins);
         assert!(!config.cookies_secure());
     }
@@ -487,6 +503,16 @@ mod tests {
         assert_eq!(
             config(&[("LATCHKEY_SUDO_TTL", "ten")]).unwrap_err().variable,
             "LATCHKEY_SUDO_TTL"
+        );
+        for outside in ["0s", "21s", "1h"] {
+            assert_eq!(
+                config(&[("LATCHKEY_SMTP_TIMEOUT", outside)]).unwrap_err().variable,
+                "LATCHKEY_SMTP_TIMEOUT"
+            );
+        }
+        assert_eq!(
+            config(&[("LATCHKEY_SMTP_TIMEOUT", "20s")]).unwrap().smtp_timeout,
+            MAX_SMTP_TIMEOUT
         );
     }
 

@@ -18,10 +18,14 @@ use crate::store::outbox;
 /// Attempts before an email is given up (with an error log and a metric).
 pub const MAX_ATTEMPTS: i64 = 12;
 /// A claimed email is retried by anyone after this many seconds if its sender died (a crash
-/// between claim and send). Every send is cut off after `SEND_TIMEOUT`, well within the lease,
+/// between claim and send). Every send is cut off after `send_timeout`, well within the lease,
 /// so a live sender never loses its claim to another instance mid-send.
-const CLAIM_LEASE_SECONDS: i64 = 30;
-const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+const CLAIM_LEASE_SECONDS: i64 = 40;
+
+/// The whole send's cut-off: SMTP's own per-step timeout plus room for the steps before it.
+fn send_timeout(smtp_timeout: Duration) -> Duration {
+    smtp_timeout + Duration::from_secs(5)
+}
 
 pub struct OutgoingEmail<'a> {
     pub id: &'a str,
@@ -45,7 +49,7 @@ pub fn transport_for(state_config: &crate::config::Config) -> anyhow::Result<Arc
         Some(url) => {
             let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url.0)
                 .map_err(|_| anyhow::anyhow!("LATCHKEY_SMTP_URL: not a usable SMTP URL"))?
-                .timeout(Some(Duration::from_secs(15)))
+                .timeout(Some(state_config.smtp_timeout))
                 .build();
             let host = url::Url::parse(&url.0)
                 .ok()
@@ -176,9 +180,10 @@ pub async fn deliver_due(state: &AppState) -> anyhow::Result<usize> {
                         subject: &row.subject,
                         body: &body,
                     };
-                    tokio::time::timeout(SEND_TIMEOUT, state.mail_transport.send(&email))
+                    let cut_off = send_timeout(state.config.smtp_timeout);
+                    tokio::time::timeout(cut_off, state.mail_transport.send(&email))
                         .await
-                        .unwrap_or_else(|_| Err(format!("no answer within {SEND_TIMEOUT:?}")))
+                        .unwrap_or_else(|_| Err(format!("no answer within {cut_off:?}")))
                 }
                 Err(_) => Err("queued body is unreadable".to_string()),
             },
@@ -213,6 +218,12 @@ pub async fn deliver_due(state: &AppState) -> anyhow::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_send_ends_within_the_claim_lease() {
+        let longest = send_timeout(crate::config::MAX_SMTP_TIMEOUT);
+        assert!(longest.as_secs() as i64 * 3 / 2 <= CLAIM_LEASE_SECONDS, "{longest:?}");
+    }
 
     #[test]
     fn retries_back_off_exponentially_up_to_an_hour() {

@@ -1,5 +1,5 @@
 //! Faults: the server killed with SIGKILL mid-load, the database going away, two instances on one
-//! database, and an SMTP server that refuses mail for a while. Nothing confirmed may be lost,
+//! database, and an SMTP server that refuses mail or stops answering for a while. Nothing confirmed may be lost,
 //! nothing single-use may work twice, and the audit chain must stay one line.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,13 +12,16 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::common::process::{latchkey, run, stdout, ServerProcess};
-use crate::common::{fresh_database, postgres_url, spawn_app, Backend, ReceivedEmail, SmtpSink, TestApp, PASSWORD};
+use crate::common::{
+    fresh_database, postgres_url, spawn_app, spawn_app_with, Backend, ReceivedEmail, SmtpSink, TestApp, PASSWORD,
+};
 use crate::on_both_databases;
 
 on_both_databases!(
     a_killed_server_loses_nothing_it_confirmed,
     two_instances_share_single_use_codes_throttling_and_one_audit_chain,
     mail_refused_for_a_while_is_delivered_exactly_once,
+    mail_server_not_answering_for_a_while_is_delivered_exactly_once,
 );
 
 /// The Message-ID latchkey gives an email is `<outbox id@latchkey>`.
@@ -433,6 +436,62 @@ async fn mail_refused_for_a_while_is_delivered_exactly_once(backend: Backend) {
     wait_until_outbox_is_empty(&app.database_url).await;
     let received = received_counts(&app.smtp);
     assert_eq!(received.len(), 6);
+    for id in &queued {
+        assert_eq!(
+            received.get(&format!("<{id}@latchkey>")),
+            Some(&1),
+            "{id} delivered once"
+        );
+    }
+}
+
+/// Failed delivery attempts recorded for each undelivered email.
+async fn undelivered_attempts(database_url: &str) -> Vec<i64> {
+    let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(database_url)
+        .await
+        .expect("connect");
+    let rows: Vec<(i64,)> = sqlx::query_as("SELECT attempts FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL")
+        .fetch_all(&mut connection)
+        .await
+        .expect("outbox");
+    rows.into_iter().map(|(attempts,)| attempts).collect()
+}
+
+/// The SMTP server accepts connections but never answers: each send is given up after
+/// `LATCHKEY_SMTP_TIMEOUT` and retried; once it answers again every email arrives once.
+async fn mail_server_not_answering_for_a_while_is_delivered_exactly_once(backend: Backend) {
+    let app = spawn_app_with(backend, &[("LATCHKEY_SMTP_TIMEOUT", "1s")]).await;
+    app.smtp.stall_new_connections(true);
+    let email = "stalled@example.com";
+    let user = app.new_user(email).await;
+    app.enroll_totp(&user.token).await;
+    app.post("/api/v1/me/2fa/backup-codes/regenerate", Some(&user.token), json!({}))
+        .await
+        .expect(200);
+    let queued = undelivered_email_ids(&app.database_url).await;
+    assert_eq!(queued.len(), 2, "two notices queued");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempts = undelivered_attempts(&app.database_url).await;
+        if attempts.len() == 2 && attempts.iter().all(|&attempts| attempts >= 1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sends never timed out: attempts {attempts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(app.smtp.stalled_count() >= 2, "each attempt met a silent server");
+    assert!(app.smtp.emails().is_empty(), "nothing got through while silent");
+
+    app.smtp.stall_new_connections(false);
+    app.clock.advance(Duration::from_secs(3600));
+    app.smtp.wait_for_count(email, 2).await;
+    wait_until_outbox_is_empty(&app.database_url).await;
+    let received = received_counts(&app.smtp);
+    assert_eq!(received.len(), 2);
     for id in &queued {
         assert_eq!(
             received.get(&format!("<{id}@latchkey>")),

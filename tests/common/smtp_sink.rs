@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use mailparse::{MailHeaderMap, ParsedMail};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Notify};
 use tokio::task::{JoinHandle, JoinSet};
@@ -146,6 +146,8 @@ struct Shared {
     refuse: Mutex<Option<u16>>,
     refused: Mutex<usize>,
     connections: Mutex<usize>,
+    stall: Mutex<bool>,
+    stalled: Mutex<usize>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -178,6 +180,8 @@ impl SmtpSink {
             refuse: Mutex::new(None),
             refused: Mutex::new(0),
             connections: Mutex::new(0),
+            stall: Mutex::new(false),
+            stalled: Mutex::new(0),
         });
         let (shutdown, shutdown_requested) = oneshot::channel();
         let server = tokio::spawn(serve(listener, Arc::clone(&shared), shutdown_requested));
@@ -232,6 +236,17 @@ impl SmtpSink {
             );
         }
         *lock(&self.shared.refuse) = code;
+    }
+
+    /// While `true`, new connections are accepted but never greeted or answered: the client
+    /// waits until its own timeout. Connections stalled so far stay stalled.
+    pub fn stall_new_connections(&self, stall: bool) {
+        *lock(&self.shared.stall) = stall;
+    }
+
+    /// How many connections were stalled because of [`SmtpSink::stall_new_connections`].
+    pub fn stalled_count(&self) -> usize {
+        *lock(&self.shared.stalled)
     }
 
     /// How many `MAIL FROM` commands were refused because of [`SmtpSink::refuse_with`].
@@ -338,8 +353,15 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: oneshot
     connections.shutdown().await;
 }
 
-async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
+async fn handle_connection(mut stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
+    if *lock(&shared.stall) {
+        *lock(&shared.stalled) += 1;
+        // Say nothing; read (and drop) whatever comes until the client hangs up.
+        let mut sink = [0u8; 512];
+        while matches!(stream.read(&mut sink).await, Ok(read) if read > 0) {}
+        return;
+    }
     let (reader, writer) = stream.into_split();
     // Errors only mean the client went away; nothing to report.
     let _ = Session::new(reader, writer, shared).run().await;
