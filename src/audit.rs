@@ -71,12 +71,11 @@ pub async fn record_all(
     if events.is_empty() {
         return Ok(());
     }
-    let (last_seq, mut previous_hash) = rows::advance_head(conn, events.len() as i64).await?;
-    let first_seq = last_seq - events.len() as i64 + 1;
-    let mut rows = Vec::with_capacity(events.len());
-    for (offset, event) in events.into_iter().enumerate() {
-        let mut row = AuditRow {
-            seq: first_seq + offset as i64,
+    let count = events.len() as i64;
+    let mut rows: Vec<AuditRow> = events
+        .into_iter()
+        .map(|event| AuditRow {
+            seq: 0,
             at: now,
             kind: event.kind.to_string(),
             user_id: event.user_id.map(str::to_string),
@@ -88,14 +87,34 @@ pub async fn record_all(
                 .map(|agent| agent.chars().take(300).collect()),
             detail: event.detail.to_string(),
             hash: String::new(),
-        };
-        row.hash = chain_hash(&previous_hash, &row);
-        previous_hash = row.hash.clone();
-        rows.push(row);
+        })
+        .collect();
+    if let Some((head_seq, head_hash)) = conn.take_cached_audit_head().await {
+        let last = link(&mut rows, head_seq + 1, head_hash);
+        if rows::append_if_head_is(conn, head_seq, &rows).await? {
+            conn.audit_head_after_commit(last);
+            return Ok(());
+        }
     }
+    let (last_seq, previous_hash) = rows::advance_head(conn, count).await?;
+    let last = link(&mut rows, last_seq - count + 1, previous_hash);
     rows::insert_all(conn, &rows).await?;
-    rows::set_head_hash(conn, &previous_hash).await?;
+    rows::set_head_hash(conn, &last.1).await?;
+    conn.audit_head_after_commit(last);
     Ok(())
+}
+
+/// Numbers the rows from `first_seq` and chains each to the one before, the first to
+/// `previous_hash`; answers the head they leave.
+fn link(rows: &mut [AuditRow], first_seq: i64, mut previous_hash: String) -> (i64, String) {
+    let mut seq = first_seq - 1;
+    for row in rows.iter_mut() {
+        seq += 1;
+        row.seq = seq;
+        row.hash = chain_hash(&previous_hash, row);
+        previous_hash = row.hash.clone();
+    }
+    (seq, previous_hash)
 }
 
 /// SHA-256 over the previous hash and a canonical JSON array of the row's fields.

@@ -32,17 +32,46 @@ pub async fn insert_all(conn: &mut Connection, events: &[AuditRow]) -> db::Resul
     if events.is_empty() {
         return Ok(());
     }
-    let rows: Vec<String> = (0..events.len())
+    let statement = db::query(format!(
+        "INSERT INTO audit_events ({COLUMNS}) VALUES {}",
+        value_rows(events.len(), 1)
+    ));
+    bind_events(statement, events).execute(conn).await?;
+    Ok(())
+}
+
+/// PostgreSQL only: moves the head from `expected_seq` to the last of `events` and inserts them,
+/// in one statement, if the head is still at `expected_seq`; answers whether it was.
+pub async fn append_if_head_is(conn: &mut Connection, expected_seq: i64, events: &[AuditRow]) -> db::Result<bool> {
+    let Some(last) = events.last() else {
+        return Ok(true);
+    };
+    let statement = db::query(format!(
+        "WITH head AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 RETURNING seq) \
+         INSERT INTO audit_events ({COLUMNS}) SELECT * FROM (VALUES {}) AS new_events ({COLUMNS}) \
+         WHERE EXISTS (SELECT 1 FROM head)",
+        value_rows(events.len(), 4)
+    ))
+    .bind(last.seq)
+    .bind(&last.hash)
+    .bind(expected_seq);
+    let done = bind_events(statement, events).execute(conn).await?;
+    Ok(done.rows_affected() == events.len() as u64)
+}
+
+/// `($first, …), (…)`: one group of nine placeholders per event.
+fn value_rows(count: usize, first: usize) -> String {
+    let rows: Vec<String> = (0..count)
         .map(|row| {
-            let first = row * 9 + 1;
-            let placeholders: Vec<String> = (first..first + 9).map(|index| format!("${index}")).collect();
+            let start = first + row * 9;
+            let placeholders: Vec<String> = (start..start + 9).map(|index| format!("${index}")).collect();
             format!("({})", placeholders.join(", "))
         })
         .collect();
-    let mut statement = db::query(format!(
-        "INSERT INTO audit_events ({COLUMNS}) VALUES {}",
-        rows.join(", ")
-    ));
+    rows.join(", ")
+}
+
+fn bind_events<'q>(mut statement: db::Query<'q>, events: &'q [AuditRow]) -> db::Query<'q> {
     for event in events {
         statement = statement
             .bind(event.seq)
@@ -55,8 +84,7 @@ pub async fn insert_all(conn: &mut Connection, events: &[AuditRow]) -> db::Resul
             .bind(&event.detail)
             .bind(&event.hash);
     }
-    statement.execute(conn).await?;
-    Ok(())
+    statement
 }
 
 pub async fn set_head_hash(conn: &mut Connection, hash: &str) -> db::Result<()> {

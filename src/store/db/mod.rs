@@ -324,6 +324,23 @@ impl Connection {
         }
     }
 
+    /// Before an audit append: on PostgreSQL, waits for this instance's other appenders and
+    /// answers the chain head this instance last committed, if known (see
+    /// `postgres::AuditHeadCache`). SQLite's single writer already lines appenders up: `None`.
+    pub async fn take_cached_audit_head(&mut self) -> Option<(i64, String)> {
+        match &mut self.handle {
+            Handle::Postgres(postgres) => postgres.take_cached_audit_head().await,
+            _ => None,
+        }
+    }
+
+    /// After an audit append: the head it leaves, to be remembered once committed.
+    pub fn audit_head_after_commit(&mut self, head: (i64, String)) {
+        if let Handle::Postgres(postgres) = &mut self.handle {
+            postgres.audit_head_after_commit(head);
+        }
+    }
+
     /// Asks for the email sender to be woken when this work is committed (an email was queued).
     pub fn wake_mailer_after_commit(&mut self) {
         self.wakes_mailer = true;
