@@ -20,7 +20,16 @@ pub struct PostgresDatabase {
 /// in one statement conditional on the cached sequence number (and falls back to the locking
 /// read when another instance moved the head). The row lock is held from the append until
 /// commit, so the fewer round trips in between, the more logins a second.
-pub type AuditHeadCache = Arc<tokio::sync::Mutex<Option<(i64, String)>>>;
+pub type AuditHeadCache = Arc<tokio::sync::Mutex<Option<AuditHead>>>;
+
+/// The chain head: last sequence number and its hash.
+pub type AuditHead = (i64, String);
+
+/// This instance's turn at the audit chain, with the head a transaction will leave once committed.
+struct AppendingTurn {
+    turn: tokio::sync::OwnedMutexGuard<Option<AuditHead>>,
+    head_after_commit: Option<AuditHead>,
+}
 
 pub enum Handle {
     Pooled(PoolConnection<Postgres>),
@@ -32,10 +41,7 @@ pub struct WriteTransaction {
     audit_head: AuditHeadCache,
     /// Held from this transaction's audit append until it ends, with the head it will leave
     /// once committed.
-    appending: Option<(
-        tokio::sync::OwnedMutexGuard<Option<(i64, String)>>,
-        Option<(i64, String)>,
-    )>,
+    appending: Option<AppendingTurn>,
 }
 
 impl PostgresDatabase {
@@ -88,7 +94,10 @@ impl Handle {
             let mut turn = write.audit_head.clone().lock_owned().await;
             // Taken out: should this transaction roll back, the next append reads the head.
             let cached = turn.take();
-            write.appending = Some((turn, None));
+            write.appending = Some(AppendingTurn {
+                turn,
+                head_after_commit: None,
+            });
             return cached;
         }
         None
@@ -97,8 +106,8 @@ impl Handle {
     /// The head this transaction's append leaves, remembered once it is committed.
     pub fn audit_head_after_commit(&mut self, head: (i64, String)) {
         if let Handle::Transaction(write) = self {
-            if let Some((_, after)) = write.appending.as_mut() {
-                *after = Some(head);
+            if let Some(appending) = write.appending.as_mut() {
+                appending.head_after_commit = Some(head);
             }
         }
     }
@@ -110,8 +119,8 @@ impl Handle {
             } = *write;
             transaction.commit().await?;
             // The turn passes on only now that the row lock is released too.
-            if let Some((mut turn, after)) = appending {
-                *turn = after;
+            if let Some(mut appending) = appending {
+                *appending.turn = appending.head_after_commit;
             }
         }
         Ok(())
