@@ -47,18 +47,26 @@ fn received_counts(smtp: &SmtpSink) -> BTreeMap<String, usize> {
 }
 
 async fn undelivered_email_ids(database_url: &str) -> Vec<String> {
+    undelivered_emails(database_url)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// Every email not yet delivered (nor given up), with its failed delivery attempts so far.
+async fn undelivered_emails(database_url: &str) -> Vec<(String, i64)> {
     let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(database_url)
         .await
         .expect("connect");
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL")
+    sqlx::query_as("SELECT id, attempts FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL")
         .fetch_all(&mut connection)
         .await
-        .expect("outbox");
-    rows.into_iter().map(|(id,)| id).collect()
+        .expect("outbox")
 }
 
 /// Polls until the outbox is empty. A worker killed while it held an email's claim leaves it
-/// claimed for the lease (30 s), so the deadline allows for that.
+/// claimed for the lease (40 s), so the deadline allows for that.
 async fn wait_until_outbox_is_empty(database_url: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -445,18 +453,6 @@ async fn mail_refused_for_a_while_is_delivered_exactly_once(backend: Backend) {
     }
 }
 
-/// Failed delivery attempts recorded for each undelivered email.
-async fn undelivered_attempts(database_url: &str) -> Vec<i64> {
-    let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(database_url)
-        .await
-        .expect("connect");
-    let rows: Vec<(i64,)> = sqlx::query_as("SELECT attempts FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL")
-        .fetch_all(&mut connection)
-        .await
-        .expect("outbox");
-    rows.into_iter().map(|(attempts,)| attempts).collect()
-}
-
 /// The SMTP server accepts connections but never answers: each send is given up after
 /// `LATCHKEY_SMTP_TIMEOUT` and retried; once it answers again every email arrives once.
 async fn mail_server_not_answering_for_a_while_is_delivered_exactly_once(backend: Backend) {
@@ -473,7 +469,11 @@ async fn mail_server_not_answering_for_a_while_is_delivered_exactly_once(backend
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let attempts = undelivered_attempts(&app.database_url).await;
+        let attempts: Vec<i64> = undelivered_emails(&app.database_url)
+            .await
+            .into_iter()
+            .map(|(_, attempts)| attempts)
+            .collect();
         if attempts.len() == 2 && attempts.iter().all(|&attempts| attempts >= 1) {
             break;
         }
