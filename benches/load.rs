@@ -434,22 +434,36 @@ async fn totp_logins(rows: &mut Vec<Row>, label: &str, database_url: Option<Stri
         server.child.id()
     );
     let commits_before = sqlite_commit_counters(&client, &base).await;
+    // Every answer other than 200, by status and error code, so a failure is explained.
+    let failures = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, usize>::new()));
     let (elapsed, ok) = {
-        let (client, base) = (client.clone(), base.clone());
+        let (client, base, failures) = (client.clone(), base.clone(), failures.clone());
         run_concurrently(logins, 32, move |index| {
-            let (client, base, challenges, secrets) =
-                (client.clone(), base.clone(), challenges.clone(), secrets.clone());
+            let (client, base, challenges, secrets, failures) = (
+                client.clone(),
+                base.clone(),
+                challenges.clone(),
+                secrets.clone(),
+                failures.clone(),
+            );
             async move {
                 // The first half uses the current step, the second half the next one.
                 let offset = (index / users) as i64;
                 let code = totp::code_for_step(&secrets[index % users], step + offset);
                 let body = json!({"challenge_token": challenges[index], "method": "totp", "code": code});
-                let (status, _) = post(&client, format!("{base}/api/v1/login/mfa"), body, None).await;
+                let (status, answer) = post(&client, format!("{base}/api/v1/login/mfa"), body, None).await;
+                if status != 200 {
+                    let error = answer["error"].as_str().unwrap_or("-").to_string();
+                    *failures.lock().unwrap().entry(format!("{status} {error}")).or_insert(0) += 1;
+                }
                 status == 200
             }
         })
         .await
     };
+    for (what, count) in failures.lock().unwrap().iter() {
+        println!("    not accepted: {count} × {what}");
+    }
     let totp_rate = ok as f64 / elapsed.as_secs_f64();
     let batching = match (commits_before, sqlite_commit_counters(&client, &base).await) {
         (Some((transactions_before, commits_before)), Some((transactions, commits))) if commits > commits_before => {
