@@ -5,7 +5,8 @@
 //! - SQLite runs on rusqlite, in the calling task: a statement with its prepared form cached is a
 //!   few microseconds of work, where a hop to a driver thread and back per statement (what an
 //!   async SQLite driver does) costs more than the statement. One writer connection, a pool of
-//!   read-only readers, and WAL checkpoints on a background thread (`sqlite.rs`).
+//!   read-only readers, group commit (`sqlite/writer.rs`) and WAL checkpoints on a background thread
+//!   (`sqlite/checkpoint.rs`).
 //! - PostgreSQL runs on sqlx's native driver (`postgres.rs`).
 
 mod postgres;
