@@ -12,6 +12,11 @@ pub trait Clock: Send + Sync {
     fn unix(&self) -> i64 {
         self.now().timestamp()
     }
+
+    /// Unix milliseconds, for waits that whole seconds would shorten (throttling).
+    fn unix_millis(&self) -> i64 {
+        self.now().timestamp_millis()
+    }
 }
 
 pub struct SystemClock;

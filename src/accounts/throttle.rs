@@ -2,6 +2,9 @@
 //! five consecutive failures of a kind, each further try waits 1 s, 2 s, 4 s … up to 15 minutes;
 //! success resets it; 100 consecutive second-factor failures lock second-factor login until a
 //! recovery or an admin reset (NIST SP 800-63B §5.2.2 allows at most 100).
+//!
+//! Waits are kept to the millisecond (`now_ms`, from `Clock::unix_millis`): with whole seconds, a
+//! failure at 10.999 s and a retry at 11.000 s would have been "a second" apart.
 
 use crate::store::Connection;
 
@@ -51,18 +54,25 @@ pub enum Blocked {
 }
 
 /// Refuses an attempt while the subject must wait, before any guess is checked.
-pub async fn check(conn: &mut Connection, subject: &str, kind: Kind, now: i64) -> anyhow::Result<Result<(), Blocked>> {
+pub async fn check(
+    conn: &mut Connection,
+    subject: &str,
+    kind: Kind,
+    now_ms: i64,
+) -> anyhow::Result<Result<(), Blocked>> {
     let row = throttles::get(conn, subject, kind.as_str()).await?;
-    Ok(verdict(&row, now))
+    Ok(verdict(&row, now_ms))
 }
 
-/// Whether a subject with this throttle state may try now.
-pub fn verdict(row: &ThrottleRow, now: i64) -> Result<(), Blocked> {
+/// Whether a subject with this throttle state may try now. The wait is told in whole seconds,
+/// rounded up, so a client that waits that long is let in.
+pub fn verdict(row: &ThrottleRow, now_ms: i64) -> Result<(), Blocked> {
     if row.locked != 0 {
         return Err(Blocked::Locked);
     }
-    if row.retry_at > now {
-        return Err(Blocked::Wait(row.retry_at - now));
+    if row.retry_at_ms > now_ms {
+        let wait_ms = row.retry_at_ms - now_ms;
+        return Err(Blocked::Wait((wait_ms + 999) / 1000));
     }
     Ok(())
 }
@@ -76,12 +86,12 @@ pub struct Failure {
     pub locked_now: bool,
 }
 
-pub async fn record_failure(conn: &mut Connection, subject: &str, kind: Kind, now: i64) -> anyhow::Result<Failure> {
+pub async fn record_failure(conn: &mut Connection, subject: &str, kind: Kind, now_ms: i64) -> anyhow::Result<Failure> {
     let failures = throttles::add_failure(conn, subject, kind.as_str()).await?;
     let locked_now = kind.locks() && failures >= LOCK_AFTER_FAILURES;
     let delay = delay_after(failures);
     if delay > 0 || locked_now {
-        throttles::set_retry(conn, subject, kind.as_str(), now + delay, locked_now).await?;
+        throttles::set_retry(conn, subject, kind.as_str(), now_ms + delay * 1000, locked_now).await?;
     }
     Ok(Failure {
         failures,
@@ -114,11 +124,14 @@ mod tests {
     fn a_locked_or_waiting_subject_is_refused_until_its_time() {
         let waiting = ThrottleRow {
             failures: 6,
-            retry_at: 110,
+            retry_at_ms: 110_000,
             locked: 0,
         };
-        assert_eq!(verdict(&waiting, 100), Err(Blocked::Wait(10)));
-        assert_eq!(verdict(&waiting, 110), Ok(()));
+        assert_eq!(verdict(&waiting, 100_000), Err(Blocked::Wait(10)));
+        // A millisecond short is still a wait, told as a whole second.
+        assert_eq!(verdict(&waiting, 109_999), Err(Blocked::Wait(1)));
+        assert_eq!(verdict(&waiting, 109_001), Err(Blocked::Wait(1)));
+        assert_eq!(verdict(&waiting, 110_000), Ok(()));
         let locked = ThrottleRow { locked: 1, ..waiting };
         assert_eq!(verdict(&locked, 1_000_000), Err(Blocked::Locked));
         assert_eq!(verdict(&ThrottleRow::default(), 0), Ok(()));

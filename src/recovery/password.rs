@@ -143,7 +143,13 @@ pub async fn reset(
         (true, None) => return Err(PasswordResetError::SecondFactorRequired),
         (true, Some(factor)) => {
             let mut conn = state.store.read().await?;
-            throttle::check(&mut conn, &user.id, throttle::Kind::SecondFactor, now).await??;
+            throttle::check(
+                &mut conn,
+                &user.id,
+                throttle::Kind::SecondFactor,
+                state.clock.unix_millis(),
+            )
+            .await??;
             Some(factor)
         }
     };
@@ -159,8 +165,13 @@ pub async fn reset(
                 let mut detail = json!({"method": factor.method(), "purpose": "password_reset"});
                 if code_error == CodeError::Invalid {
                     state.ip_limiter.record_failure(client, now);
-                    let failure =
-                        throttle::record_failure(&mut tx, &user.id, throttle::Kind::SecondFactor, now).await?;
+                    let failure = throttle::record_failure(
+                        &mut tx,
+                        &user.id,
+                        throttle::Kind::SecondFactor,
+                        state.clock.unix_millis(),
+                    )
+                    .await?;
                     detail["consecutive_failures"] = json!(failure.failures);
                 }
                 audit::record(

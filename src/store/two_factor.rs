@@ -203,7 +203,7 @@ crate::row_struct! {
         pub failures: i64,
         pub used_at: Option<i64>,
         pub throttle_failures: Option<i64>,
-        pub throttle_retry_at: Option<i64>,
+        pub throttle_retry_at_ms: Option<i64>,
         pub throttle_locked: Option<i64>,
         pub backup_codes_remaining: i64,
         pub pending_recoveries: i64,
@@ -218,7 +218,7 @@ pub async fn open_challenge(
 ) -> db::Result<Option<OpenChallengeRow>> {
     db::query_as(
         "SELECT c.id, c.user_id, u.email, c.expires_at, c.failures, c.used_at,
-                t.failures AS throttle_failures, t.retry_at AS throttle_retry_at, t.locked AS throttle_locked,
+                t.failures AS throttle_failures, t.retry_at_ms AS throttle_retry_at_ms, t.locked AS throttle_locked,
                 (SELECT COUNT(*) FROM backup_codes b WHERE b.user_id = c.user_id AND b.used_at IS NULL)
                     AS backup_codes_remaining,
                 (SELECT COUNT(*) FROM recovery_requests r WHERE r.user_id = c.user_id AND r.status = 'pending')

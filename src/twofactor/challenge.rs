@@ -169,7 +169,7 @@ pub(crate) async fn open(
         state.ip_limiter.record_failure(client, now);
         return Err(ChallengeError::Expired);
     };
-    throttle::verdict(&throttle_of(&challenge), now)?;
+    throttle::verdict(&throttle_of(&challenge), state.clock.unix_millis())?;
     Ok(OpenChallenge { tx, challenge })
 }
 
@@ -181,7 +181,7 @@ fn is_live(challenge: &rows::OpenChallengeRow, now: i64) -> bool {
 fn throttle_of(challenge: &rows::OpenChallengeRow) -> ThrottleRow {
     ThrottleRow {
         failures: challenge.throttle_failures.unwrap_or(0),
-        retry_at: challenge.throttle_retry_at.unwrap_or(0),
+        retry_at_ms: challenge.throttle_retry_at_ms.unwrap_or(0),
         locked: challenge.throttle_locked.unwrap_or(0),
     }
 }
@@ -253,7 +253,8 @@ pub(crate) async fn record_failure(
         return Ok(());
     }
     state.ip_limiter.record_failure(client, now);
-    let failure = throttle::record_failure(tx, user_id, throttle::Kind::SecondFactor, now).await?;
+    let failure =
+        throttle::record_failure(tx, user_id, throttle::Kind::SecondFactor, state.clock.unix_millis()).await?;
     let event = Event::by_user("mfa_failed", user_id)
         .with_detail(json!({"method": method, "consecutive_failures": failure.failures}));
     audit::record(tx, now, client, event).await?;
