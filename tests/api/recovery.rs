@@ -659,7 +659,7 @@ async fn a_recovered_session_may_only_enroll_a_new_factor(backend: Backend) {
     // Second-factor login was locked by a hundred wrong codes: recovery lifts the lock.
     let mut db = app.database().await;
     sqlx::query(
-        "INSERT INTO throttles (subject, kind, failures, retry_at, locked) VALUES ($1, 'second_factor', 100, 0, 1)",
+        "INSERT INTO throttles (subject, kind, failures, retry_at_ms, locked) VALUES ($1, 'second_factor', 100, 0, 1)",
     )
     .bind(&user.id)
     .execute(&mut db)

@@ -105,7 +105,20 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(backend, data_dir.path()).await;
-    start_app(database_url, data_dir, Arc::new(ManualClock::new()), overrides).await
+    let clock = Arc::new(ManualClock::new());
+    to_start_of_next_step(&clock);
+    start_app(database_url, data_dir, clock, overrides).await
+}
+
+/// Moves the clock to just after the start of the next TOTP step. Real time keeps flowing, so a
+/// code a test computes could otherwise belong to another step by the time the server checks it;
+/// from here a test has some 28 seconds before the next boundary.
+fn to_start_of_next_step(clock: &ManualClock) {
+    let now_ms = clock.unix_millis();
+    let step_ms = totp::STEP_SECONDS * 1000;
+    let target_ms = (now_ms / step_ms + 1) * step_ms + 1000;
+    let seconds = (target_ms - now_ms + 999) / 1000;
+    clock.advance(Duration::from_secs(seconds as u64));
 }
 
 impl TestApp {
@@ -398,9 +411,9 @@ impl TestApp {
         totp::code_for_step(secret, totp::step_at(self.clock.unix()) + offset)
     }
 
-    /// Moves the app's clock to the next TOTP step, so a fresh code is not a replay.
+    /// Moves the app's clock to the start of the next TOTP step, so a fresh code is not a replay.
     pub fn next_step(&self) {
-        self.clock.advance(Duration::from_secs(30));
+        to_start_of_next_step(&self.clock);
     }
 
     /// Sets up and confirms TOTP for a signed-in user.
