@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use latchkey::audit::{ClientInfo, Event};
+use latchkey::clock::Clock;
 use serde_json::json;
 
 use crate::common::{spawn_app, spawn_app_with, Backend, SmtpSink, TestApp, PASSWORD};
@@ -10,6 +12,7 @@ use crate::on_both_databases;
 on_both_databases!(
     audit_chain_verifies_and_detects_tampering,
     concurrent_events_form_one_intact_chain,
+    a_rolled_back_append_leaves_the_chain_whole,
     admins_page_through_the_audit_log,
     users_see_their_own_activity,
     emails_have_text_and_html_parts_and_public_links,
@@ -120,6 +123,59 @@ async fn concurrent_events_form_one_intact_chain(backend: Backend) {
     let verification = latchkey::audit::verify(&app.state.store).await.unwrap();
     assert_eq!(verification.first_broken, None);
     assert_eq!(verification.events, 50);
+}
+
+/// Appends that are rolled back, one with a sign-up made while it is open (which waits for it to
+/// end), one followed by another instance taking the sequence number it had used: the chain stays
+/// whole, and no later append builds on a rolled-back head.
+async fn a_rolled_back_append_leaves_the_chain_whole(backend: Backend) {
+    let first = spawn_app(backend).await;
+    let second = first.spawn_second_instance(&[]).await;
+    let user = first.new_user("chain@example.com").await;
+    let events_before = latchkey::audit::verify(&first.state.store).await.unwrap().events;
+    let append_and_roll_back = |app: &TestApp| {
+        let store = app.state.store.clone();
+        let now = app.clock.unix();
+        let user_id = user.id.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let event = Event::by_user("test_rolled_back", &user_id);
+            latchkey::audit::record(&mut tx, now, &ClientInfo::default(), event)
+                .await
+                .unwrap();
+            tx
+        }
+    };
+
+    // A sign-up queues behind an open append, which then rolls back.
+    let open = append_and_roll_back(&first).await;
+    let queued = tokio::spawn({
+        let address = first.address.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{address}/api/v1/signup"))
+                .json(&json!({"email": "queued@example.com", "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    drop(open);
+    assert_eq!(queued.await.unwrap(), 201);
+
+    // Rolled back again; the other instance then takes that sequence number with its own event.
+    drop(append_and_roll_back(&first).await);
+    second.signup("other@example.com").await;
+    first.signup("after@example.com").await;
+
+    let verification = latchkey::audit::verify(&first.state.store).await.unwrap();
+    assert_eq!(verification.first_broken, None);
+    assert_eq!(
+        verification.events,
+        events_before + 3,
+        "three sign-ups, nothing of the rolled-back appends"
+    );
 }
 
 async fn admins_page_through_the_audit_log(backend: Backend) {
