@@ -1,5 +1,11 @@
 use super::db::{self, Connection};
 
+/// SQL for the later of `retry_at_ms` and `retry_at` (whole seconds, which instances of the
+/// previous version still write during a rolling upgrade) of the throttles row `table`.
+pub fn later_retry_at_ms(table: &str) -> String {
+    format!("CASE WHEN {table}.retry_at_ms > {table}.retry_at * 1000 THEN {table}.retry_at_ms ELSE {table}.retry_at * 1000 END")
+}
+
 crate::row_struct! {
     #[derive(Debug, Clone, Copy, Default)]
     pub struct ThrottleRow {
@@ -11,12 +17,14 @@ crate::row_struct! {
 }
 
 pub async fn get(conn: &mut Connection, subject: &str, kind: &str) -> db::Result<ThrottleRow> {
-    let row: Option<ThrottleRow> =
-        db::query_as("SELECT failures, retry_at_ms, locked FROM throttles WHERE subject = $1 AND kind = $2")
-            .bind(subject)
-            .bind(kind)
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<ThrottleRow> = db::query_as(format!(
+        "SELECT failures, {} AS retry_at_ms, locked FROM throttles WHERE subject = $1 AND kind = $2",
+        later_retry_at_ms("throttles")
+    ))
+    .bind(subject)
+    .bind(kind)
+    .fetch_optional(conn)
+    .await?;
     Ok(row.unwrap_or_default())
 }
 
@@ -42,8 +50,11 @@ pub async fn set_retry(
     retry_at_ms: i64,
     locked: bool,
 ) -> db::Result<()> {
-    db::query("UPDATE throttles SET retry_at_ms = $1, locked = $2 WHERE subject = $3 AND kind = $4")
+    db::query("UPDATE throttles SET retry_at_ms = $1, retry_at = $2, locked = $3 WHERE subject = $4 AND kind = $5")
         .bind(retry_at_ms)
+        // Rounded down, as the previous version wrote it: never later than `retry_at_ms`, so the
+        // later of the two is this one unless an instance of the previous version wrote since.
+        .bind(retry_at_ms / 1000)
         .bind(i64::from(locked))
         .bind(subject)
         .bind(kind)

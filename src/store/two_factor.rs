@@ -216,9 +216,9 @@ pub async fn open_challenge(
     token_hash: &[u8],
     throttle_kind: &str,
 ) -> db::Result<Option<OpenChallengeRow>> {
-    db::query_as(
+    db::query_as(format!(
         "SELECT c.id, c.user_id, u.email, c.expires_at, c.failures, c.used_at,
-                t.failures AS throttle_failures, t.retry_at_ms AS throttle_retry_at_ms, t.locked AS throttle_locked,
+                t.failures AS throttle_failures, {} AS throttle_retry_at_ms, t.locked AS throttle_locked,
                 (SELECT COUNT(*) FROM backup_codes b WHERE b.user_id = c.user_id AND b.used_at IS NULL)
                     AS backup_codes_remaining,
                 (SELECT COUNT(*) FROM recovery_requests r WHERE r.user_id = c.user_id AND r.status = 'pending')
@@ -227,7 +227,8 @@ pub async fn open_challenge(
          JOIN users u ON u.id = c.user_id
          LEFT JOIN throttles t ON t.subject = c.user_id AND t.kind = $2
          WHERE c.token_hash = $1",
-    )
+        super::throttles::later_retry_at_ms("t")
+    ))
     .bind(token_hash)
     .bind(throttle_kind)
     .fetch_optional(conn)

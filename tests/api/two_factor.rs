@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use latchkey::clock::Clock;
 use latchkey::twofactor::totp;
 use serde_json::json;
 
@@ -10,6 +11,7 @@ use crate::common::{spawn_app, spawn_app_with, Backend, TestApp};
 use crate::on_both_databases;
 
 on_both_databases!(
+    a_wait_written_in_whole_seconds_by_the_previous_version_still_holds,
     enrollment_needs_a_correct_code_before_2fa_is_on,
     setup_needs_sudo_and_a_pending_secret_expires,
     login_takes_two_steps_with_adjacent_time_steps,
@@ -294,6 +296,36 @@ async fn second_factor_guessing_is_throttled_then_locked(backend: Backend) {
     let audit_kinds = audit_kinds(&app, &user.id).await;
     assert!(audit_kinds.contains(&"lockout".to_string()));
     assert!(audit_kinds.contains(&"mfa_failed".to_string()));
+}
+
+/// During a rolling upgrade, instances of the previous version write the throttle's wait only in
+/// whole seconds (`retry_at`); this version honours it.
+async fn a_wait_written_in_whole_seconds_by_the_previous_version_still_holds(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.new_user("pia@example.com").await;
+    let enrolled = app.enroll_totp(&user.token).await;
+    app.next_step();
+    let mut db = app.database().await;
+    sqlx::query(
+        "INSERT INTO throttles (subject, kind, failures, retry_at, locked) VALUES ($1, 'second_factor', 5, $2, 0)",
+    )
+    .bind(&user.id)
+    .bind(app.clock.unix() + 60)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let challenge = app.start_mfa_login("pia@example.com").await;
+    let throttled = mfa(&app, &challenge, "totp", &app.totp_code(&enrolled.secret, 0))
+        .await
+        .expect_error(429, "rate_limited");
+    let retry_after = throttled.body["retry_after"].as_i64().unwrap();
+    assert!((59..=60).contains(&retry_after), "retry_after {retry_after}");
+    app.clock.advance(Duration::from_secs(61));
+    app.next_step();
+    let challenge = app.start_mfa_login("pia@example.com").await;
+    mfa(&app, &challenge, "totp", &app.totp_code(&enrolled.secret, 0))
+        .await
+        .expect(200);
 }
 
 pub async fn audit_kinds(app: &TestApp, user_id: &str) -> Vec<String> {
