@@ -156,7 +156,7 @@ pub async fn login(
     let subject = password_subject(state, &normalised);
     let user = {
         let mut conn = state.store.read().await?;
-        throttle::check(&mut conn, &subject, throttle::Kind::Password, state.clock.unix_millis()).await??;
+        throttle::check(&mut conn, &subject, throttle::Kind::Password, &*state.clock).await??;
         match &email {
             Some(email) => store::users::find_by_email(&mut conn, email.as_str()).await?,
             None => None,
@@ -169,7 +169,7 @@ pub async fn login(
     let Some(user) = user.filter(|_| check.matches) else {
         state.ip_limiter.record_failure(client, now);
         let mut tx = state.store.begin().await?;
-        throttle::record_failure(&mut tx, &subject, throttle::Kind::Password, state.clock.unix_millis()).await?;
+        throttle::record_failure(&mut tx, &subject, throttle::Kind::Password, &*state.clock).await?;
         if let Some(email) = &email {
             if let Some(user) = store::users::find_by_email(&mut tx, email.as_str()).await? {
                 let event = Event::by_user("login_failed", &user.id).with_detail(json!({"reason": "password"}));
@@ -345,13 +345,7 @@ pub async fn reauthenticate(
         .map_err(|retry_after| AccountError::RateLimited { retry_after })?;
     {
         let mut conn = state.store.read().await?;
-        throttle::check(
-            &mut conn,
-            &session.user_id,
-            throttle::Kind::Reauth,
-            state.clock.unix_millis(),
-        )
-        .await??;
+        throttle::check(&mut conn, &session.user_id, throttle::Kind::Reauth, &*state.clock).await??;
     }
     // The password is checked before the transaction: Argon2 must not hold the write lock.
     let password_matches = match &proof {
@@ -403,13 +397,7 @@ pub async fn reauthenticate(
         }
         Err(error) => {
             state.ip_limiter.record_failure(client, now);
-            throttle::record_failure(
-                &mut tx,
-                &session.user_id,
-                throttle::Kind::Reauth,
-                state.clock.unix_millis(),
-            )
-            .await?;
+            throttle::record_failure(&mut tx, &session.user_id, throttle::Kind::Reauth, &*state.clock).await?;
             let event = Event::by_user("login_failed", &session.user_id)
                 .with_detail(json!({"reason": "reauth", "method": method}));
             audit::record(&mut tx, now, client, event).await?;

@@ -3,9 +3,10 @@
 //! success resets it; 100 consecutive second-factor failures lock second-factor login until a
 //! recovery or an admin reset (NIST SP 800-63B §5.2.2 allows at most 100).
 //!
-//! Waits are kept to the millisecond (`now_ms`, from `Clock::unix_millis`): with whole seconds, a
-//! failure at 10.999 s and a retry at 11.000 s would have been "a second" apart.
+//! Waits are kept to the millisecond (`Clock::unix_millis`): with whole seconds, a failure at
+//! 10.999 s and a retry at 11.000 s would have been "a second" apart.
 
+use crate::clock::Clock;
 use crate::store::Connection;
 
 use crate::store::throttles::{self, ThrottleRow};
@@ -58,10 +59,10 @@ pub async fn check(
     conn: &mut Connection,
     subject: &str,
     kind: Kind,
-    now_ms: i64,
+    clock: &dyn Clock,
 ) -> anyhow::Result<Result<(), Blocked>> {
     let row = throttles::get(conn, subject, kind.as_str()).await?;
-    Ok(verdict(&row, now_ms))
+    Ok(verdict(&row, clock.unix_millis()))
 }
 
 /// Whether a subject with this throttle state may try now. The wait is told in whole seconds,
@@ -86,12 +87,24 @@ pub struct Failure {
     pub locked_now: bool,
 }
 
-pub async fn record_failure(conn: &mut Connection, subject: &str, kind: Kind, now_ms: i64) -> anyhow::Result<Failure> {
+pub async fn record_failure(
+    conn: &mut Connection,
+    subject: &str,
+    kind: Kind,
+    clock: &dyn Clock,
+) -> anyhow::Result<Failure> {
     let failures = throttles::add_failure(conn, subject, kind.as_str()).await?;
     let locked_now = kind.locks() && failures >= LOCK_AFTER_FAILURES;
     let delay = delay_after(failures);
     if delay > 0 || locked_now {
-        throttles::set_retry(conn, subject, kind.as_str(), now_ms + delay * 1000, locked_now).await?;
+        throttles::set_retry(
+            conn,
+            subject,
+            kind.as_str(),
+            clock.unix_millis() + delay * 1000,
+            locked_now,
+        )
+        .await?;
     }
     Ok(Failure {
         failures,

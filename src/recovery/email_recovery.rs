@@ -335,14 +335,14 @@ async fn check_current_password(
     let subject = accounts::password_subject(state, &user.email);
     {
         let mut conn = state.store.read().await?;
-        throttle::check(&mut conn, &subject, throttle::Kind::Password, state.clock.unix_millis()).await??;
+        throttle::check(&mut conn, &subject, throttle::Kind::Password, &*state.clock).await??;
     }
     if state.hasher.verify(password, Some(&user.password_hash)).await?.matches {
         return Ok(());
     }
     state.ip_limiter.record_failure(client, now);
     let mut tx = state.store.begin().await?;
-    throttle::record_failure(&mut tx, &subject, throttle::Kind::Password, state.clock.unix_millis()).await?;
+    throttle::record_failure(&mut tx, &subject, throttle::Kind::Password, &*state.clock).await?;
     let event =
         Event::by_user("login_failed", &user.id).with_detail(json!({"reason": "password", "purpose": "recovery"}));
     audit::record(&mut tx, now, client, event).await?;

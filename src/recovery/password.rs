@@ -143,13 +143,7 @@ pub async fn reset(
         (true, None) => return Err(PasswordResetError::SecondFactorRequired),
         (true, Some(factor)) => {
             let mut conn = state.store.read().await?;
-            throttle::check(
-                &mut conn,
-                &user.id,
-                throttle::Kind::SecondFactor,
-                state.clock.unix_millis(),
-            )
-            .await??;
+            throttle::check(&mut conn, &user.id, throttle::Kind::SecondFactor, &*state.clock).await??;
             Some(factor)
         }
     };
@@ -165,13 +159,9 @@ pub async fn reset(
                 let mut detail = json!({"method": factor.method(), "purpose": "password_reset"});
                 if code_error == CodeError::Invalid {
                     state.ip_limiter.record_failure(client, now);
-                    let failure = throttle::record_failure(
-                        &mut tx,
-                        &user.id,
-                        throttle::Kind::SecondFactor,
-                        state.clock.unix_millis(),
-                    )
-                    .await?;
+                    let failure =
+                        throttle::record_failure(&mut tx, &user.id, throttle::Kind::SecondFactor, &*state.clock)
+                            .await?;
                     detail["consecutive_failures"] = json!(failure.failures);
                 }
                 audit::record(

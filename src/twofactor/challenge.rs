@@ -253,8 +253,7 @@ pub(crate) async fn record_failure(
         return Ok(());
     }
     state.ip_limiter.record_failure(client, now);
-    let failure =
-        throttle::record_failure(tx, user_id, throttle::Kind::SecondFactor, state.clock.unix_millis()).await?;
+    let failure = throttle::record_failure(tx, user_id, throttle::Kind::SecondFactor, &*state.clock).await?;
     let event = Event::by_user("mfa_failed", user_id)
         .with_detail(json!({"method": method, "consecutive_failures": failure.failures}));
     audit::record(tx, now, client, event).await?;

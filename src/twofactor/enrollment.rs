@@ -212,24 +212,14 @@ pub async fn disable(
     if twofactor::methods(&mut tx, &session.user_id).await?.is_empty() {
         return Err(EnrollmentError::TwoFactorDisabled);
     }
-    throttle::check(
-        &mut tx,
-        &session.user_id,
-        throttle::Kind::SecondFactor,
-        state.clock.unix_millis(),
-    )
-    .await??;
+    throttle::check(&mut tx, &session.user_id, throttle::Kind::SecondFactor, &*state.clock).await??;
     match verify_second_factor(&mut tx, state, &session.user_id, &session.email, factor, client, now).await? {
         Ok(_) => {}
         Err(error) => {
             state.ip_limiter.record_failure(client, now);
-            let failure = throttle::record_failure(
-                &mut tx,
-                &session.user_id,
-                throttle::Kind::SecondFactor,
-                state.clock.unix_millis(),
-            )
-            .await?;
+            let failure =
+                throttle::record_failure(&mut tx, &session.user_id, throttle::Kind::SecondFactor, &*state.clock)
+                    .await?;
             let event = Event::by_user("mfa_failed", &session.user_id).with_detail(
                 json!({"method": factor.method(), "purpose": "disable", "consecutive_failures": failure.failures}),
             );
