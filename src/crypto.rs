@@ -406,7 +406,7 @@ fn start_hashing_threads(threads: usize) -> tokio::sync::mpsc::Sender<HashJob> {
         let spawned = std::thread::Builder::new()
             .name(format!("argon2-{index}"))
             .spawn(move || {
-                WORKING_MEMORY.with(|memory| *memory.borrow_mut() = Some(Vec::new()));
+                empty_working_memory();
                 while let Some(job) = next_hashing_job(&receiver) {
                     job();
                 }
@@ -423,11 +423,10 @@ fn start_hashing_threads(threads: usize) -> tokio::sync::mpsc::Sender<HashJob> {
 /// thread already waiting for jobs, as then nothing is queued. Under a flood every thread finds a
 /// job queued and keeps its memory.
 fn next_hashing_job(receiver: &std::sync::Mutex<tokio::sync::mpsc::Receiver<HashJob>>) -> Option<HashJob> {
-    let release_working_memory = || WORKING_MEMORY.with(|memory| *memory.borrow_mut() = Some(Vec::new()));
     let mut receiver = match receiver.try_lock() {
         Ok(receiver) => receiver,
         Err(std::sync::TryLockError::WouldBlock) => {
-            release_working_memory();
+            empty_working_memory();
             receiver.lock().ok()?
         }
         Err(std::sync::TryLockError::Poisoned(_)) => return None,
@@ -435,7 +434,7 @@ fn next_hashing_job(receiver: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Hash
     match receiver.try_recv() {
         Ok(job) => Some(job),
         Err(_) => {
-            release_working_memory();
+            empty_working_memory();
             receiver.blocking_recv()
         }
     }
@@ -498,6 +497,11 @@ thread_local! {
     /// back to the kernel, ~5,000 page faults: measured at a third of a hashing thread's time
     /// under a login flood. `None` on other threads: they allocate per hash.
     static WORKING_MEMORY: std::cell::RefCell<Option<Vec<Block>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Gives this thread working memory of its own, empty (freeing what it held).
+fn empty_working_memory() {
+    WORKING_MEMORY.with(|memory| *memory.borrow_mut() = Some(Vec::new()));
 }
 
 /// Argon2 writes every block before it reads it, so memory left by the previous hash is never
@@ -639,7 +643,7 @@ mod tests {
     fn hashes_agree_with_the_argon2_crate_both_ways_whatever_memory_was_left_behind() {
         use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
         // As on a hashing thread: working memory kept from one hash to the next.
-        WORKING_MEMORY.with(|memory| *memory.borrow_mut() = Some(Vec::new()));
+        empty_working_memory();
         let ours = hash_now(FAST, "correct horse").unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());

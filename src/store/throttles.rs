@@ -1,10 +1,14 @@
 use super::db::{self, Connection};
 
-/// SQL for the later of `retry_at_ms` and `retry_at` (whole seconds, which instances of the
-/// previous version still write during a rolling upgrade) of the throttles row `table`.
-pub fn later_retry_at_ms(table: &str) -> String {
-    format!("CASE WHEN {table}.retry_at_ms > {table}.retry_at * 1000 THEN {table}.retry_at_ms ELSE {table}.retry_at * 1000 END")
+/// SQL for the later of `t.retry_at_ms` and `t.retry_at` (whole seconds, which instances of the
+/// previous version still write during a rolling upgrade), for a throttles row named `t`. A
+/// literal, so the queries that use it stay static strings.
+macro_rules! later_retry_at_ms {
+    () => {
+        "CASE WHEN t.retry_at_ms > t.retry_at * 1000 THEN t.retry_at_ms ELSE t.retry_at * 1000 END"
+    };
 }
+pub(crate) use later_retry_at_ms;
 
 crate::row_struct! {
     #[derive(Debug, Clone, Copy, Default)]
@@ -17,9 +21,10 @@ crate::row_struct! {
 }
 
 pub async fn get(conn: &mut Connection, subject: &str, kind: &str) -> db::Result<ThrottleRow> {
-    let row: Option<ThrottleRow> = db::query_as(format!(
-        "SELECT failures, {} AS retry_at_ms, locked FROM throttles WHERE subject = $1 AND kind = $2",
-        later_retry_at_ms("throttles")
+    let row: Option<ThrottleRow> = db::query_as(concat!(
+        "SELECT t.failures, ",
+        later_retry_at_ms!(),
+        " AS retry_at_ms, t.locked FROM throttles t WHERE t.subject = $1 AND t.kind = $2"
     ))
     .bind(subject)
     .bind(kind)

@@ -216,9 +216,11 @@ pub async fn open_challenge(
     token_hash: &[u8],
     throttle_kind: &str,
 ) -> db::Result<Option<OpenChallengeRow>> {
-    db::query_as(format!(
+    db::query_as(concat!(
         "SELECT c.id, c.user_id, u.email, c.expires_at, c.failures, c.used_at,
-                t.failures AS throttle_failures, {} AS throttle_retry_at_ms, t.locked AS throttle_locked,
+                t.failures AS throttle_failures, ",
+        super::throttles::later_retry_at_ms!(),
+        " AS throttle_retry_at_ms, t.locked AS throttle_locked,
                 (SELECT COUNT(*) FROM backup_codes b WHERE b.user_id = c.user_id AND b.used_at IS NULL)
                     AS backup_codes_remaining,
                 (SELECT COUNT(*) FROM recovery_requests r WHERE r.user_id = c.user_id AND r.status = 'pending')
@@ -226,8 +228,7 @@ pub async fn open_challenge(
          FROM login_challenges c
          JOIN users u ON u.id = c.user_id
          LEFT JOIN throttles t ON t.subject = c.user_id AND t.kind = $2
-         WHERE c.token_hash = $1",
-        super::throttles::later_retry_at_ms("t")
+         WHERE c.token_hash = $1"
     ))
     .bind(token_hash)
     .bind(throttle_kind)
